@@ -1,0 +1,4 @@
+"""Selective Parameter Sharing (SePS) for multi-agent RL, as TorchRL building blocks."""
+from __future__ import annotations
+
+__version__ = "0.1.0"
