@@ -1,4 +1,6 @@
 """Selective Parameter Sharing (SePS) for multi-agent RL, as TorchRL building blocks."""
 from __future__ import annotations
 
+from torchrl_seps.modules import GroupedMultiAgentMLP
+
 __version__ = "0.1.0"

@@ -1,1 +1,5 @@
 from __future__ import annotations
+
+from torchrl_seps.modules.grouped_mlp import GroupedMultiAgentMLP, validate_groups
+
+__all__ = ["GroupedMultiAgentMLP", "validate_groups"]

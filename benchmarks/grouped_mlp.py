@@ -1,0 +1,208 @@
+"""Forward+backward cost of K parameter sets for N agents, against one shared MLP.
+
+For every configuration (N agents, group sizes) the script times one forward and backward pass
+of four networks on the same input, in interleaved rounds (so they share the machine's noise),
+and reports the median, the ratio to one shared MLP, and the peak memory of one pass:
+
+- ``shared``: one plain ``nn.Sequential`` MLP applied to all agents (FuPS);
+- ``torchrl_unshared``: TorchRL's ``MultiAgentMLP(share_params=False)`` (N parameter sets);
+- ``grouped``: ``GroupedMultiAgentMLP`` with the configuration's groups;
+- ``every_group``: every group's network on every agent, then each agent's output selected
+  (the scheme of the original SePS code, K times the compute).
+
+Peak memory is ``torch.cuda.max_memory_allocated`` on CUDA; on the CPU (Linux) it is the peak
+resident set size of a fresh process during one pass, above its size just before the pass.
+
+Run ``python benchmarks/grouped_mlp.py`` (``--device cuda`` on a GPU).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+
+import torch
+from torch import nn
+from torchrl.modules import MultiAgentMLP
+
+from torchrl_seps import GroupedMultiAgentMLP
+
+N_INPUTS, N_OUTPUTS, NUM_CELLS, DEPTH = 14, 5, 64, 2
+CONFIGS = {  # name: group sizes, agents of a group adjacent unless "interleaved"
+    "N=30 K=5 equal": [6] * 5,
+    "N=30 K=5 interleaved": [6] * 5,
+    "N=30 K=5 sizes 3,3,3,12,9": [3, 3, 3, 12, 9],
+    "N=15 K=3 equal": [5] * 3,
+    "N=30 K=30": [1] * 30,
+}
+METHODS = ["shared", "torchrl_unshared", "grouped", "every_group"]
+
+
+def groups_of(config: str) -> list[int]:
+    sizes = CONFIGS[config]
+    if "interleaved" in config:
+        return [agent % len(sizes) for agent in range(sum(sizes))]
+    return [group for group, size in enumerate(sizes) for _ in range(size)]
+
+
+class EveryGroupMLP(nn.Module):
+    """K networks each run on all N agents; agent i then keeps network ``groups[i]``'s output."""
+
+    def __init__(self, groups: list[int]):
+        super().__init__()
+        self.inner = GroupedMultiAgentMLP(  # only its K stacked parameter sets are used
+            N_INPUTS, N_OUTPUTS, len(groups), groups=groups, centralized=False,
+            depth=DEPTH, num_cells=NUM_CELLS,
+        )
+        self.register_buffer("agents", torch.arange(len(groups)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        inner = self.inner
+        all_outputs = torch.stack(  # [K, *batch, N, out]
+            [inner._call_group(inner.params[g], x) for g in range(inner.n_groups)]
+        )
+        return all_outputs[inner.groups, ..., self.agents, :].movedim(0, -2)
+
+
+def build(method: str, config: str, device: torch.device) -> nn.Module:
+    groups = groups_of(config)
+    n_agents = len(groups)
+    if method == "shared":
+        net = nn.Sequential(
+            nn.Linear(N_INPUTS, NUM_CELLS), nn.Tanh(),
+            nn.Linear(NUM_CELLS, NUM_CELLS), nn.Tanh(),
+            nn.Linear(NUM_CELLS, N_OUTPUTS),
+        )
+    elif method == "torchrl_unshared":
+        net = MultiAgentMLP(
+            N_INPUTS, N_OUTPUTS, n_agents, centralized=False, share_params=False,
+            depth=DEPTH, num_cells=NUM_CELLS,
+        )
+    elif method == "grouped":
+        net = GroupedMultiAgentMLP(
+            N_INPUTS, N_OUTPUTS, n_agents, groups=groups, centralized=False,
+            depth=DEPTH, num_cells=NUM_CELLS,
+        )
+    elif method == "every_group":
+        net = EveryGroupMLP(groups)
+    else:
+        raise ValueError(f"unknown method {method!r}, expected one of {METHODS}")
+    return net.to(device)
+
+
+def step(net: nn.Module, x: torch.Tensor) -> None:
+    net.zero_grad(set_to_none=True)
+    net(x).sum().backward()
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_methods(config: str, args, device: torch.device) -> dict[str, float]:
+    """Median milliseconds of one forward+backward pass, methods interleaved round by round."""
+    x = torch.randn(args.batch, len(groups_of(config)), N_INPUTS, device=device)
+    nets = {method: build(method, config, device) for method in METHODS}
+    for net in nets.values():
+        for _ in range(3):
+            step(net, x)
+    samples: dict[str, list[float]] = {method: [] for method in METHODS}
+    for _ in range(args.rounds):
+        for method, net in nets.items():
+            synchronize(device)
+            start = time.perf_counter()
+            for _ in range(args.iters):
+                step(net, x)
+            synchronize(device)
+            samples[method].append((time.perf_counter() - start) / args.iters * 1e3)
+    return {method: statistics.median(times) for method, times in samples.items()}
+
+
+def peak_memory_mb(method: str, config: str, args, device: torch.device) -> float:
+    """Peak memory of one forward+backward pass (see the module docstring)."""
+    if device.type == "cuda":
+        net = build(method, config, device)
+        x = torch.randn(args.batch, len(groups_of(config)), N_INPUTS, device=device)
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        base = torch.cuda.memory_allocated(device)
+        step(net, x)
+        torch.cuda.synchronize(device)
+        return (torch.cuda.max_memory_allocated(device) - base) / 2**20
+    command = [sys.executable, __file__, "--rss-child", json.dumps([method, config, args.batch])]
+    return float(subprocess.run(command, check=True, capture_output=True, text=True).stdout)
+
+
+def rss_child(spec: str) -> None:
+    method, config, batch = json.loads(spec)
+    net = build(method, config, torch.device("cpu"))
+    x = torch.randn(batch, len(groups_of(config)), N_INPUTS)
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # resets the peak resident set size (VmHWM) to the current one
+    before = _status_kib("VmRSS")
+    step(net, x)
+    print((_status_kib("VmHWM") - before) / 1024)
+
+
+def _status_kib(field: str) -> int:
+    with open("/proc/self/status") as f:
+        line = next(line for line in f if line.startswith(field + ":"))
+    return int(line.split()[1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    parser.add_argument("--batch", type=int, default=2048)
+    parser.add_argument("--rounds", type=int, default=9, help="interleaved timing rounds")
+    parser.add_argument("--iters", type=int, default=5, help="passes per method and round")
+    parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
+    parser.add_argument("--rss-child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.rss_child:
+        return rss_child(args.rss_child)
+    if args.device == "auto":
+        args.device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(args.device)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else (
+        f"CPU, {torch.get_num_threads()} threads"
+    )
+    print(f"# batch {args.batch}, {N_INPUTS} inputs, {DEPTH}x{NUM_CELLS} Tanh, {N_OUTPUTS} outputs;"
+          f" {name}; torch {torch.__version__}; median of {args.rounds} rounds x {args.iters}")
+    print(f"| configuration | {' | '.join(METHODS)} |")
+    print(f"|---|{'---|' * len(METHODS)}")
+    results = {}
+    for config in args.configs:
+        times = time_methods(config, args, device)
+        memory = {m: peak_memory_mb(m, config, args, device) for m in METHODS}
+        results[config] = times
+        cells = [
+            f"{times[m]:.1f} ms ({times[m] / times['shared']:.2f}x, {memory[m]:.0f} MB)"
+            for m in METHODS
+        ]
+        print(f"| {config} | {' | '.join(cells)} |", flush=True)
+    print_targets(results)
+
+
+def print_targets(results: dict[str, dict[str, float]]) -> None:
+    print("\ntargets:")
+    for config, times in results.items():
+        ratio = times["grouped"] / times["shared"]
+        print(f"  {config}: grouped / shared = {ratio:.2f} (target <= 1.10: "
+              f"{'met' if ratio <= 1.10 else 'NOT met'})")
+        if "K=5" in config:
+            speedup = times["every_group"] / times["grouped"]
+            print(f"  {config}: every_group / grouped = {speedup:.1f} (target >= 4: "
+                  f"{'met' if speedup >= 4 else 'NOT met'})")
+        if "K=30" in config:
+            ratio = times["grouped"] / times["torchrl_unshared"]
+            print(f"  {config}: grouped / torchrl_unshared = {ratio:.2f} (target <= 1.00: "
+                  f"{'met' if ratio <= 1.0 else 'NOT met'})")
+
+
+if __name__ == "__main__":
+    main()

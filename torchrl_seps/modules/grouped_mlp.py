@@ -1,0 +1,312 @@
+"""A multi-agent MLP whose ``n_agents`` agents share ``n_groups`` parameter sets."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from tensordict import TensorDict, TensorDictBase
+from tensordict.nn import TensorDictParams
+from torch import nn
+from torchrl.modules import MLP
+
+GroupsLike = Sequence[int] | torch.Tensor
+
+
+def validate_groups(groups: GroupsLike, n_agents: int) -> torch.Tensor:
+    """Checks a group assignment and returns it as a CPU ``LongTensor`` of shape ``[n_agents]``.
+
+    A valid assignment gives every agent an integer id in ``0..K-1`` and uses every id in that
+    range at least once, so that ``K = max(groups) + 1`` parameter sets are all in use.
+
+    Examples:
+        >>> validate_groups([0, 1, 1, 0], n_agents=4)
+        tensor([0, 1, 1, 0])
+        >>> validate_groups([0, 2, 2], n_agents=3)
+        Traceback (most recent call last):
+        ...
+        ValueError: groups must use every id in 0..2 (K = 3 parameter sets), but no agent has id(s) [1]; got groups=[0, 2, 2].
+    """
+    if isinstance(groups, torch.Tensor):
+        if groups.dtype.is_floating_point or groups.dtype.is_complex or groups.dtype == torch.bool:
+            raise TypeError(f"groups must hold integer ids, got a tensor of dtype {groups.dtype}.")
+        if groups.ndim != 1:
+            raise ValueError(
+                f"groups must be one-dimensional (one id per agent), got shape {tuple(groups.shape)}."
+            )
+        ids = groups.detach().to("cpu", torch.long)
+    elif isinstance(groups, Sequence) and not isinstance(groups, (str, bytes)):
+        bad = [g for g in groups if isinstance(g, bool) or not isinstance(g, int)]
+        if bad:
+            raise TypeError(
+                f"groups must hold Python or torch integers, got {bad[0]!r} of type "
+                f"{type(bad[0]).__name__} in groups={list(groups)}."
+            )
+        ids = torch.tensor(list(groups), dtype=torch.long)
+    else:
+        raise TypeError(
+            f"groups must be a sequence of ints or a LongTensor, got {type(groups).__name__}."
+        )
+    if ids.numel() != n_agents:
+        raise ValueError(
+            f"groups must have one id per agent (length n_agents={n_agents}), "
+            f"got length {ids.numel()}: groups={ids.tolist()}."
+        )
+    if (ids < 0).any():
+        raise ValueError(f"groups must be non-negative ids, got groups={ids.tolist()}.")
+    n_groups = int(ids.max()) + 1
+    unused = sorted(set(range(n_groups)) - set(ids.tolist()))
+    if unused:
+        raise ValueError(
+            f"groups must use every id in 0..{n_groups - 1} (K = {n_groups} parameter sets), "
+            f"but no agent has id(s) {unused}; got groups={ids.tolist()}."
+        )
+    return ids
+
+
+@dataclass(frozen=True)
+class _Routing:
+    """How agents reach their group's parameters; derived once per assignment, never in forward.
+
+    Holding Python objects only keeps the forward pass vmap-safe: TorchRL's value estimators
+    call the critic under ``torch.vmap`` with the module's buffers batched.
+    """
+
+    members: tuple[slice | list[int], ...]  # agents of each group, a slice when contiguous
+    inverse: list[int] | None  # agent order of the concatenated group outputs, if not identity
+    groups: list[int]  # groups[i] is agent i's parameter set
+    one_agent_per_group: bool
+
+    @classmethod
+    def from_groups(cls, groups: torch.Tensor) -> _Routing:
+        ids = groups.tolist()
+        n_groups = max(ids) + 1
+        members: list[slice | list[int]] = []
+        order: list[int] = []
+        for group in range(n_groups):
+            agents = [i for i, g in enumerate(ids) if g == group]
+            contiguous = agents == list(range(agents[0], agents[-1] + 1))
+            members.append(slice(agents[0], agents[-1] + 1) if contiguous else agents)
+            order.extend(agents)
+        inverse = None
+        if order != sorted(order):
+            inverse = [0] * len(order)
+            for position, agent in enumerate(order):
+                inverse[agent] = position
+        return cls(tuple(members), inverse, ids, n_groups == len(ids))
+
+
+class GroupedMultiAgentMLP(nn.Module):
+    """A multi-agent MLP with ``K`` parameter sets for ``N`` agents: agent ``i`` uses set ``groups[i]``.
+
+    It takes :class:`~torchrl.modules.MultiAgentMLP`'s arguments and shape conventions: inputs of
+    shape ``(*batch, n_agents, n_agent_inputs)`` give outputs of shape
+    ``(*batch, n_agents, n_agent_outputs)``. Each parameter set is one
+    :class:`~torchrl.modules.MLP` built from ``depth``, ``num_cells``, ``activation_class`` and
+    ``**kwargs`` exactly as ``MultiAgentMLP`` builds it (so ``depth=None, num_cells=None`` is a
+    single linear layer, as there: pass both).
+
+    ``groups = [0] * n_agents`` is full parameter sharing (``MultiAgentMLP(share_params=True)``),
+    ``groups = range(n_agents)`` is no sharing (``share_params=False``), and anything in between
+    is selective sharing. The parameters are one stacked :class:`~tensordict.nn.TensorDictParams`
+    with a leading dimension of size ``n_groups``, as ``MultiAgentMLP`` stores unshared ones.
+
+    The cost of a forward and backward pass is about that of one shared MLP on the same input:
+    each group's network runs once, on its own agents only (a contiguous slice of the agent
+    dimension when its agents are adjacent). With one agent per group the networks run as one
+    batched call under :func:`torch.vmap`, as in ``MultiAgentMLP``. The forward pass never reads
+    the ``groups`` buffer, so it is safe under the ``torch.vmap`` calls of TorchRL's losses.
+
+    Args:
+        n_agent_inputs (int): number of inputs of each agent.
+        n_agent_outputs (int): number of outputs of each agent.
+        n_agents (int): number of agents.
+
+    Keyword Args:
+        groups (sequence of int or LongTensor): the parameter set of every agent, ids ``0..K-1``,
+            each id used at least once.
+        centralized (bool): if ``True``, every group's network sees the inputs of all agents
+            (``n_agents * n_agent_inputs`` features) and all agents of a group get the same output.
+        depth (int, optional): number of hidden layers, as in :class:`~torchrl.modules.MLP`.
+        num_cells (int or sequence of int, optional): hidden sizes, as in ``MLP``.
+        activation_class (type of nn.Module): activation, defaults to :class:`~torch.nn.Tanh`.
+        device (torch.device, optional): where the parameters are created.
+        **kwargs: further :class:`~torchrl.modules.MLP` arguments.
+
+    Examples:
+        >>> import torch
+        >>> from torchrl_seps import GroupedMultiAgentMLP
+        >>> mlp = GroupedMultiAgentMLP(
+        ...     n_agent_inputs=4, n_agent_outputs=2, n_agents=5,
+        ...     groups=[0, 0, 1, 1, 1], centralized=False, depth=2, num_cells=32,
+        ... )
+        >>> mlp
+        GroupedMultiAgentMLP(n_agents=5, n_groups=2, group_sizes=[2, 3], centralized=False,
+          mlp=MLP(...))
+        >>> obs = torch.zeros(64, 5, 4)
+        >>> mlp(obs).shape
+        torch.Size([64, 5, 2])
+        >>> out = mlp(obs)  # same input, so agents of one group agree and groups differ
+        >>> torch.equal(out[:, 0], out[:, 1]), torch.equal(out[:, 1], out[:, 2])
+        (True, False)
+        >>> mlp.set_groups([0, 1, 2, 2, 2])  # regroup in place: warm start from the old sets
+        >>> mlp.n_groups, torch.equal(mlp(obs), out)
+        (3, True)
+    """
+
+    def __init__(
+        self,
+        n_agent_inputs: int,
+        n_agent_outputs: int,
+        n_agents: int,
+        *,
+        groups: GroupsLike,
+        centralized: bool,
+        depth: int | None = None,
+        num_cells: Sequence[int] | int | None = None,
+        activation_class: type[nn.Module] = nn.Tanh,
+        device: torch.device | str | None = None,
+        **kwargs,
+    ):
+        super().__init__()
+        for name, value in (
+            ("n_agent_inputs", n_agent_inputs),
+            ("n_agent_outputs", n_agent_outputs),
+            ("n_agents", n_agents),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError(f"{name} must be an int, got {value!r}.")
+            if value < 1:
+                raise ValueError(f"{name} must be positive, got {value}.")
+        if not isinstance(centralized, bool):
+            raise TypeError(f"centralized must be True or False, got {centralized!r}.")
+        self.n_agent_inputs = n_agent_inputs
+        self.n_agent_outputs = n_agent_outputs
+        self.n_agents = n_agents
+        self.centralized = centralized
+        self._mlp_kwargs = dict(
+            in_features=n_agent_inputs * (n_agents if centralized else 1),
+            out_features=n_agent_outputs,
+            depth=depth,
+            num_cells=num_cells,
+            activation_class=activation_class,
+            **kwargs,
+        )
+        ids = validate_groups(groups, n_agents)
+        self.register_buffer("groups", ids.to(device))
+        self.params = self._new_params(int(ids.max()) + 1, device)
+        # A parameter-free skeleton that each group's parameters are swapped into.
+        self._empty_net = MLP(device="meta", **self._mlp_kwargs)
+        TensorDict.from_module(self._empty_net).data.to_module(
+            self._empty_net, preserve_module_state=False
+        )
+        self._routing = _Routing.from_groups(ids)
+        self.register_load_state_dict_pre_hook(_regroup_before_load)
+
+    def _new_params(self, n_groups: int, device) -> TensorDictParams:
+        nets = [MLP(device=device, **self._mlp_kwargs) for _ in range(n_groups)]
+        return TensorDict.from_modules(*nets, as_module=True)
+
+    @property
+    def n_groups(self) -> int:
+        """Number of parameter sets ``K``."""
+        return self.params.batch_size[0]
+
+    @property
+    def group_sizes(self) -> list[int]:
+        """Number of agents in each group."""
+        return torch.bincount(self.groups, minlength=self.n_groups).tolist()
+
+    def set_groups(self, groups: GroupsLike, *, warm_start: bool = True) -> None:
+        """Assigns agents to new groups in place; the number of groups may change.
+
+        With ``warm_start=True`` every new group starts as a copy of the parameter set that most
+        of its members used before (ties go to the lower old id): from one shared set, every
+        group starts as a copy of the shared network, and regrouping into the same groups keeps
+        every output unchanged. With ``warm_start=False`` every group is freshly initialised.
+
+        The parameters are new tensors afterwards: build optimizers, and TorchRL losses (which
+        hold references to the parameters), after the last call to ``set_groups``.
+        """
+        ids = validate_groups(groups, self.n_agents)
+        n_groups = int(ids.max()) + 1
+        device = self.groups.device
+        if warm_start:
+            old = self.groups.cpu()
+            votes = torch.zeros(n_groups, self.n_groups, dtype=torch.long)
+            votes.index_put_((ids, old), torch.ones_like(ids), accumulate=True)
+            source = votes.argmax(dim=1).tolist()  # argmax returns the first maximum
+            self.params = TensorDictParams(self.params.data[source].clone())
+        else:
+            self.params = self._new_params(n_groups, device)
+        self.groups.copy_(ids)
+        self._routing = _Routing.from_groups(ids)
+
+    def reset_parameters(self) -> None:
+        """Re-initialises every parameter set independently."""
+        fresh = self._new_params(self.n_groups, self.groups.device)
+        self.params.data.update_(fresh.data)
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        x = torch.cat(inputs, dim=-1) if len(inputs) > 1 else inputs[0]
+        self._check_input(x)
+        routing = self._routing
+        if self.centralized:
+            return self._forward_centralized(x.flatten(-2, -1))
+        if routing.one_agent_per_group:
+            params = self.params if routing.inverse is None else self.params[routing.groups]
+            agent_dim = x.ndim - 2
+            return torch.vmap(
+                self._call_group,
+                in_dims=(0, agent_dim),
+                out_dims=agent_dim,
+                randomness="different",
+            )(params, x)
+        outputs = [
+            self._call_group(self.params[group], x[..., agents, :])
+            for group, agents in enumerate(routing.members)
+        ]
+        out = torch.cat(outputs, dim=-2) if len(outputs) > 1 else outputs[0]
+        return out if routing.inverse is None else out[..., routing.inverse, :]
+
+    def _forward_centralized(self, x: torch.Tensor) -> torch.Tensor:
+        if self.n_groups == 1:
+            out = self._call_group(self.params[0], x).unsqueeze(-2)
+            return out.expand(*out.shape[:-2], self.n_agents, self.n_agent_outputs)
+        per_group = torch.vmap(
+            self._call_group, in_dims=(0, None), out_dims=-2, randomness="different"
+        )(self.params, x)
+        return per_group[..., self._routing.groups, :]
+
+    def _call_group(self, params: TensorDictBase, x: torch.Tensor) -> torch.Tensor:
+        with params.to_module(self._empty_net, preserve_module_state=False):
+            return self._empty_net(x)
+
+    def _check_input(self, x: torch.Tensor) -> None:
+        if x.ndim < 2 or x.shape[-2] != self.n_agents:
+            raise ValueError(
+                f"input must have shape (*batch, n_agents={self.n_agents}, "
+                f"n_agent_inputs={self.n_agent_inputs}), got agent dimension of size "
+                f"{x.shape[-2] if x.ndim >= 2 else None} in shape {tuple(x.shape)}."
+            )
+        if x.shape[-1] != self.n_agent_inputs:
+            raise ValueError(
+                f"input must have n_agent_inputs={self.n_agent_inputs} features in its last "
+                f"dimension, got {x.shape[-1]} in shape {tuple(x.shape)}."
+            )
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(n_agents={self.n_agents}, n_groups={self.n_groups}, "
+            f"group_sizes={self.group_sizes}, centralized={self.centralized},\n"
+            f"  mlp={self._empty_net!r})"
+        )
+
+
+def _regroup_before_load(
+    module: GroupedMultiAgentMLP, state_dict, prefix, local_metadata, strict, *args
+) -> None:
+    """Adopts the groups of the state being loaded, so that its parameter sets fit."""
+    groups = state_dict.get(prefix + "groups")
+    if groups is not None and not torch.equal(groups.cpu(), module.groups.cpu()):
+        module.set_groups(groups, warm_start=False)
