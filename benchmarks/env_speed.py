@@ -92,7 +92,7 @@ def main() -> None:
     print(f"# torch {torch.__version__}, vmas {vmas.__version__}")
     header = ["preset", "agents", "envs", "make_env rollout", "VmasEnv rollout", "raw vmas step"]
     print("| " + " | ".join(header) + " |")
-    print("|" + "---|" * len(header))
+    print("|" + "---|" * len(header), flush=True)
     for name in args.presets:
         n_agents = sum(PRESETS[name].kwargs["groups"])
         for num_envs in args.num_envs:

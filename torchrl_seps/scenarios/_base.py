@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-from vmas.simulator.core import Agent, Entity
+from vmas.simulator.core import Agent, Entity, Sphere, World
 from vmas.simulator.scenario import BaseScenario
 from vmas.simulator.utils import Observer
 
@@ -113,8 +113,10 @@ class _StateWatcher(Observer):
 class TypedScenario(BaseScenario):
     """A VMAS scenario whose agents have hidden types, computed for all agents at once.
 
-    Subclasses build the world in ``make_world`` (calling :meth:`set_types` first), implement
-    ``reset_world_at`` and :meth:`compute`, and get ``observation`` / ``reward`` for free.
+    Subclasses build the world in ``make_world`` (:meth:`set_types` first, then
+    :meth:`add_agents`, their landmarks, and :meth:`finish_world`), implement
+    ``reset_world_at`` (e.g. with :meth:`spawn_uniform`) and :meth:`compute`, and get
+    ``observation`` / ``reward`` for free.
     Agents must be added in type order and named ``agent_<i>`` so that TorchRL's
     :class:`~torchrl.envs.libs.vmas.VmasEnv` puts them in one group ``"agents"``.
 
@@ -141,16 +143,51 @@ class TypedScenario(BaseScenario):
         """Number of hidden types."""
         return len(self.groups)
 
-    def watch(self, entities: Sequence[Entity]) -> None:
-        """Index the agents and invalidate the cache whenever one of ``entities`` is set by hand.
+    def add_agents(self, world: World, radius: float, **agent_kwargs: Any) -> None:
+        """Add one non-colliding, non-rotating agent ``agent_<i>`` per entry of ``agent_types``.
 
-        Call at the end of ``make_world`` with every agent and landmark.
+        Agents are drawn in the colour of their type; ``agent_kwargs`` reach
+        :class:`~vmas.simulator.core.Agent`.
         """
+        for i, k in enumerate(self.agent_types.tolist()):
+            world.add_agent(
+                Agent(
+                    name=f"agent_{i}",
+                    shape=Sphere(radius=radius),
+                    collide=False,
+                    rotatable=False,
+                    color=type_color(k, self.n_types),
+                    **agent_kwargs,
+                )
+            )
+
+    def finish_world(self, world: World, view_half_width: float) -> None:
+        """Index the agents, watch every entity, and keep a square of the world in view.
+
+        Call at the end of ``make_world``. Moving an entity by hand (``set_pos``, ...) then
+        invalidates the cached observations and rewards. VMAS's camera fits the agents only;
+        its half-range is at least ``viewer_zoom ** 2``, hence the square root.
+        """
+        entities = world.agents + world.landmarks
+        self._agent_index = {agent: i for i, agent in enumerate(world.agents)}
         watcher = _StateWatcher(self)
-        agents = [e for e in entities if isinstance(e, Agent)]
-        self._agent_index = {agent: i for i, agent in enumerate(agents)}
         for entity in entities:
             entity.subscribe(watcher)
+        self.viewer_zoom = view_half_width**0.5
+
+    def spawn_uniform(
+        self, entities: Sequence[Entity], half_width: float, env_index: int | None
+    ) -> None:
+        """Place ``entities`` uniformly in ``[-half_width, half_width]^2`` (one draw for all)."""
+        world = self.world
+        n = world.batch_dim if env_index is None else 1
+        pos = torch.empty(n, len(entities), world.dim_p, device=world.device)
+        pos.uniform_(-half_width, half_width)
+        if env_index is not None:
+            pos = pos[0]
+        for j, entity in enumerate(entities):
+            entity.set_pos(pos[..., j, :], batch_index=env_index)
+        self.invalidate()
 
     def invalidate(self) -> None:
         """Forget the per-agent quantities computed for the current state."""

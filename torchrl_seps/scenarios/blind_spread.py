@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-from vmas.simulator.core import Agent, Landmark, Sphere, World
+from vmas.simulator.core import Landmark, Sphere, World
 
 from torchrl_seps.scenarios._base import (
     DECOY_COLOR,
@@ -216,17 +216,7 @@ class BlindParticleSpread(TypedScenario):
             self._obs_index = perms[self.agent_types.cpu()].to(device)
 
         world = World(batch_dim, device)
-        for i, colour in enumerate(self.agent_types.tolist()):
-            world.add_agent(
-                Agent(
-                    name=f"agent_{i}",
-                    shape=Sphere(radius=self.AGENT_RADIUS),
-                    collide=False,
-                    rotatable=False,
-                    u_multiplier=self.ACTION_MULTIPLIER,
-                    color=type_color(colour, self.n_types),
-                )
-            )
+        self.add_agents(world, self.AGENT_RADIUS, u_multiplier=self.ACTION_MULTIPLIER)
         for j in range(n_landmarks):
             world.add_landmark(
                 Landmark(
@@ -237,28 +227,12 @@ class BlindParticleSpread(TypedScenario):
                     color=type_color(j, self.n_types) if j < self.n_types else DECOY_COLOR,
                 )
             )
-        # Keep the spawn square of the landmarks in view (VMAS's camera fits the agents only,
-        # and its half-range is at least viewer_zoom ** 2).
-        self.viewer_zoom = (self.landmark_spawn + 2 * self.AGENT_RADIUS) ** 0.5
-        self.watch(world.agents + world.landmarks)
+        self.finish_world(world, view_half_width=self.landmark_spawn + 2 * self.AGENT_RADIUS)
         return world
 
     def reset_world_at(self, env_index: int | None = None) -> None:
-        world = self.world
-        n = world.batch_dim if env_index is None else 1
-        agent_pos = torch.empty(
-            n, len(world.agents), world.dim_p, device=world.device
-        ).uniform_(-self.agent_spawn, self.agent_spawn)
-        landmark_pos = torch.empty(
-            n, len(world.landmarks), world.dim_p, device=world.device
-        ).uniform_(-self.landmark_spawn, self.landmark_spawn)
-        if env_index is not None:
-            agent_pos, landmark_pos = agent_pos[0], landmark_pos[0]
-        for i, agent in enumerate(world.agents):
-            agent.set_pos(agent_pos[..., i, :], batch_index=env_index)
-        for j, landmark in enumerate(world.landmarks):
-            landmark.set_pos(landmark_pos[..., j, :], batch_index=env_index)
-        self.invalidate()
+        self.spawn_uniform(self.world.agents, self.agent_spawn, env_index)
+        self.spawn_uniform(self.world.landmarks, self.landmark_spawn, env_index)
 
     def compute(self) -> tuple[torch.Tensor, torch.Tensor]:
         agents = self.world.agents

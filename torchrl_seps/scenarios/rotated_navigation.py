@@ -32,7 +32,6 @@ from torchrl_seps.scenarios._base import (
     check_groups,
     check_positive,
     check_unknown,
-    type_color,
 )
 
 __all__ = ["RotatedNavigation"]
@@ -148,19 +147,12 @@ class RotatedNavigation(TypedScenario):
         self._identity_type = [a % 360.0 == 0.0 for a in self.angles]
 
         world = World(batch_dim, device)
-        dt = world.dt
-        for i, k in enumerate(self.agent_types.tolist()):
-            world.add_agent(
-                Agent(
-                    name=f"agent_{i}",
-                    shape=Sphere(radius=self.AGENT_RADIUS),
-                    collide=False,
-                    rotatable=False,
-                    drag=1.0,  # no velocity carried over: displacement = force * dt^2
-                    u_multiplier=config["step_size"] / dt**2,
-                    color=type_color(k, self.n_types),
-                )
-            )
+        self.add_agents(
+            world,
+            self.AGENT_RADIUS,
+            drag=1.0,  # no velocity carried over: displacement = force * dt^2
+            u_multiplier=config["step_size"] / world.dt**2,
+        )
         world.add_landmark(
             Landmark(
                 name="goal",
@@ -171,25 +163,12 @@ class RotatedNavigation(TypedScenario):
             )
         )
         self._agent_type_list = self.agent_types.tolist()
-        self.viewer_zoom = (self.goal_spawn + 2 * self.AGENT_RADIUS) ** 0.5
-        self.watch(world.agents + world.landmarks)
+        self.finish_world(world, view_half_width=self.goal_spawn + 2 * self.AGENT_RADIUS)
         return world
 
     def reset_world_at(self, env_index: int | None = None) -> None:
-        world = self.world
-        n = world.batch_dim if env_index is None else 1
-        agent_pos = torch.empty(
-            n, len(world.agents), world.dim_p, device=world.device
-        ).uniform_(-self.agent_spawn, self.agent_spawn)
-        goal_pos = torch.empty(n, world.dim_p, device=world.device).uniform_(
-            -self.goal_spawn, self.goal_spawn
-        )
-        if env_index is not None:
-            agent_pos, goal_pos = agent_pos[0], goal_pos[0]
-        for i, agent in enumerate(world.agents):
-            agent.set_pos(agent_pos[..., i, :], batch_index=env_index)
-        world.landmarks[0].set_pos(goal_pos, batch_index=env_index)
-        self.invalidate()
+        self.spawn_uniform(self.world.agents, self.agent_spawn, env_index)
+        self.spawn_uniform(self.world.landmarks, self.goal_spawn, env_index)
 
     def process_action(self, agent: Agent) -> None:
         k = self._agent_type_list[self._agent_index[agent]]
