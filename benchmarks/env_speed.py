@@ -1,17 +1,20 @@
 """Environment speed: env-steps per second of our presets, through TorchRL and raw VMAS.
 
-For every preset and number of vectorised environments, three ways of stepping the same
+For every preset and number of vectorised environments, four ways of stepping the same
 scenario with uniformly random moves (the 5 discrete moves: no-op, -x, +x, -y, +y):
 
 - ``make_env rollout``: ``make_env(name, n).rollout(steps)``, i.e. TorchRL's ``VmasEnv`` with
   the discrete-action lookup and ``RewardSum`` transforms, what users get;
 - ``VmasEnv rollout``: a bare ``VmasEnv`` over the same scenario with continuous actions;
+- ``VmasEnv, VMAS discrete``: the same with VMAS's own discrete actions (9 moves, converted
+  agent by agent inside VMAS), which ``make_env`` replaces by one table lookup;
 - ``raw vmas step``: ``vmas.make_env(...).step(actions)`` in a Python loop, no TorchRL.
 
 An env-step is one step of one environment (all agents). Each cell is the median over
 ``--rounds`` interleaved rounds of ``--steps`` steps, episodes resetting every 50 steps.
 
     python benchmarks/env_speed.py                      # bps-1, bps-2 at 64, 600, 4096 envs
+    python benchmarks/env_speed.py --threads 1          # on a CPU shared with other jobs
     python benchmarks/env_speed.py --device cuda --num-envs 4096 32768
 """
 from __future__ import annotations
@@ -47,6 +50,11 @@ def make_runners(name: str, num_envs: int, steps: int, device: torch.device) -> 
         max_steps=max_steps, seed=0, **kwargs,
     )
     bare.rollout(3)
+    bare_discrete = VmasEnv(
+        preset.scenario(), num_envs=num_envs, device=device, continuous_actions=False,
+        max_steps=max_steps, seed=0, **kwargs,
+    )
+    bare_discrete.rollout(3)
     moves = FIVE_MOVES.to(device)
     n_agents = sum(kwargs["groups"])
 
@@ -66,6 +74,9 @@ def make_runners(name: str, num_envs: int, steps: int, device: torch.device) -> 
     def run_bare() -> None:
         bare.rollout(steps, policy=bare_policy, break_when_any_done=False)
 
+    def run_bare_discrete() -> None:
+        bare_discrete.rollout(steps, break_when_any_done=False)
+
     def run_raw() -> None:
         raw.reset()
         for t in range(steps):
@@ -74,7 +85,12 @@ def make_runners(name: str, num_envs: int, steps: int, device: torch.device) -> 
             if (t + 1) % max_steps == 0:
                 raw.reset()
 
-    return {"make_env rollout": run_make_env, "VmasEnv rollout": run_bare, "raw vmas step": run_raw}
+    return {
+        "make_env rollout": run_make_env,
+        "VmasEnv rollout": run_bare,
+        "VmasEnv, VMAS discrete": run_bare_discrete,
+        "raw vmas step": run_raw,
+    }
 
 
 def main() -> None:
@@ -84,13 +100,16 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     args = parser.parse_args()
     device = torch.device(args.device)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
 
     label = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     print(f"# env-steps/s, median of {args.rounds} rounds x {args.steps} steps, random moves ({label})")
     print(f"# torch {torch.__version__}, vmas {vmas.__version__}")
-    header = ["preset", "agents", "envs", "make_env rollout", "VmasEnv rollout", "raw vmas step"]
+    header = ["preset", "agents", "envs", "make_env rollout", "VmasEnv rollout", "VmasEnv, VMAS discrete", "raw vmas step"]
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header), flush=True)
     for name in args.presets:
