@@ -89,7 +89,7 @@ def test_preset_specs(name):
     action_spec = env.full_action_spec["agents", "action"]
     assert action_spec.shape == (2, n_agents) and action_spec.space.n == 5
     assert env.full_reward_spec["agents", "reward"].shape == (2, n_agents, 1)
-    assert set(env.full_done_spec.keys()) >= {"done", "terminated"}
+    assert set(env.full_done_spec.keys()) == {"done", "terminated", "truncated"}
     assert agent_types(env).tolist() == colours_of(groups)
     assert agent_types(env).dtype == torch.long
     # agent names put every agent in the single group "agents"
@@ -110,6 +110,10 @@ def test_episodes_last_50_steps_and_returns_are_summed():
     td = env.rollout(60, break_when_any_done=False)
     done = td["next", "done"][:, :, 0]
     assert done[:, 49].all() and not done[:, :49].any() and not done[:, 50:59].any()
+    # a time limit: truncated, not terminated
+    torch.testing.assert_close(td["next", "truncated"][..., 0], done)
+    assert not td["next", "terminated"].any()
+    assert td["step_count"][:, :50, 0].tolist() == [list(range(50))] * 2
     rewards = td["next", "agents", "reward"]
     returns = td["next", "agents", "episode_reward"]
     torch.testing.assert_close(returns[:, 49], rewards[:, :50].sum(1))
@@ -535,6 +539,8 @@ def test_render_rollout_and_gif(tmp_path):
         assert gif.n_frames == 4
     with pytest.raises(ValueError, match="frames"):
         save_gif([np.zeros((4, 4), dtype=np.uint8)], tmp_path / "bad.gif")
+    # by default, one episode: the time limit of the environment
+    assert len(render_rollout(make_env("rotnav-2x4", num_envs=2, max_steps=4))) == 5
 
 
 def test_five_moves_table():

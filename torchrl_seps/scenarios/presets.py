@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 import vmas
-from torchrl.envs import RewardSum, TransformedEnv
+from torchrl.envs import RewardSum, StepCounter, TransformedEnv
 from torchrl.envs.libs.vmas import VmasEnv
 
 from torchrl_seps.scenarios._base import TypedScenario
@@ -168,7 +168,12 @@ def make_env(
     :class:`~torchrl.envs.transforms.RewardSum` that writes each agent's running episode
     return to ``("agents", "episode_reward")``. Agents are in one group ``"agents"``: keys
     ``("agents", "observation")``, ``("agents", "action")``, ``("agents", "reward")``, and
-    ``"done"`` / ``"terminated"`` at the root.
+    ``"done"`` / ``"terminated"`` / ``"truncated"`` at the root.
+
+    The episode length is a time limit, kept by a :class:`~torchrl.envs.transforms.StepCounter`
+    (root ``"step_count"``): the last step is ``truncated`` and ``done`` but not
+    ``terminated``, so value estimators bootstrap through it. (VMAS's own ``max_steps`` would
+    report it as ``terminated``.)
 
     For our presets, discrete actions (the default) are the 5 moves no-op, -x, +x, -y, +y,
     as integers in ``[0, 5)`` of shape ``[num_envs, n_agents]``: the simulator runs in
@@ -206,8 +211,10 @@ def make_env(
         >>> env.full_observation_spec["agents", "observation"].shape
         torch.Size([2, 15, 10])
         >>> td = env.rollout(50)
-        >>> td["next", "done"][:, -1].all().item()  # 50-step episodes
+        >>> td["next", "truncated"][:, -1].all().item()  # 50-step episodes
         True
+        >>> td["next", "terminated"].any().item()
+        False
         >>> td["next", "agents", "episode_reward"].shape
         torch.Size([2, 50, 15, 1])
         >>> agent_types(env)
@@ -245,11 +252,10 @@ def make_env(
             device=torch_device,
             continuous_actions=continuous,
             categorical_actions=categorical,
-            max_steps=max_steps,
             seed=seed,
             **overrides,
         )
-        transforms = []
+        actions = None
     else:
         scenario_kwargs = preset.scenario.validate_config(**{**preset.kwargs, **overrides})
         base = VmasEnv(
@@ -257,14 +263,15 @@ def make_env(
             num_envs=num_envs,
             device=torch_device,
             continuous_actions=True,
-            max_steps=max_steps,
             seed=seed,
             **scenario_kwargs,
         )
-        transforms = [] if continuous else [DiscreteActionTable(FIVE_MOVES, categorical=categorical)]
+        actions = None if continuous else DiscreteActionTable(FIVE_MOVES, categorical=categorical)
     env = TransformedEnv(base)
-    for transform in transforms:
-        env.append_transform(transform)
+    if max_steps is not None:
+        env.append_transform(StepCounter(max_steps=max_steps))
+    if actions is not None:
+        env.append_transform(actions)
     env.append_transform(
         RewardSum(in_keys=[("agents", "reward")], out_keys=[("agents", "episode_reward")])
     )

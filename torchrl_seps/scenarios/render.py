@@ -14,11 +14,24 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
+from torchrl.envs import Compose, StepCounter, TransformedEnv
 from torchrl.envs.utils import step_mdp
 
 __all__ = ["render_rollout", "save_gif"]
 
 logger = logging.getLogger(__name__)
+
+
+def _episode_length(env: Any) -> int | None:
+    """The time limit of a TorchRL env: its StepCounter's, else the VMAS env's ``max_steps``."""
+    if isinstance(env, TransformedEnv):
+        transform = env.transform
+        transforms = transform.transforms if isinstance(transform, Compose) else [transform]
+        for t in transforms:
+            if isinstance(t, StepCounter) and t.max_steps is not None:
+                return t.max_steps
+        env = env.base_env
+    return getattr(env, "max_steps", None)
 
 
 def render_rollout(
@@ -34,7 +47,8 @@ def render_rollout(
         policy (callable, optional): a TorchRL policy (tensordict in, tensordict with an
             action out). Default: random actions.
         max_steps (int, optional): steps to run. Default: the environment's episode length
-            (its ``max_steps``), or 50 when it has none.
+            (from its :class:`~torchrl.envs.transforms.StepCounter` or VMAS ``max_steps``),
+            or 50 when it has none.
         env_index (int): which of the batched environments to draw.
 
     Returns:
@@ -48,7 +62,7 @@ def render_rollout(
         (3, (700, 700, 3), dtype('uint8'))
     """
     if max_steps is None:
-        max_steps = getattr(env, "max_steps", None) or 50
+        max_steps = _episode_length(env) or 50
     if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1:
         raise ValueError(f"max_steps must be a positive int, got {max_steps!r}")
     n_envs = env.batch_size[0] if len(env.batch_size) else 1
