@@ -4,3 +4,5 @@ from __future__ import annotations
 from torchrl_seps.modules import GroupedMultiAgentMLP
 
 __version__ = "0.1.0"
+
+from torchrl_seps.scenarios import agent_types, list_presets, make_env  # noqa: E402
