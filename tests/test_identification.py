@@ -254,6 +254,14 @@ def test_identify_groups_on_a_vmas_env():
     assert result.groups.shape == (3,)
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_identify_groups_on_cuda():
+    env = VmasEnv("balance", num_envs=4, n_agents=3, device="cuda", seed=0)
+    result = identify_groups(env, frames=128, epochs=2, batch_size=32, seed=0)
+    assert result.groups.device.type == "cpu" and result.embeddings.device.type == "cpu"
+    assert next(result.encoder.parameters()).device.type == "cuda"
+
+
 def test_plot(tmp_path):
     result = identify_groups(reward_typed(), seed=0, **FAST)
     path = result.plot(tmp_path / "embeddings.png", types=TYPES)

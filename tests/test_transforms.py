@@ -9,6 +9,7 @@ from torchrl.envs.libs.vmas import VmasEnv
 from threads import one_thread  # noqa: F401
 from typed_env import TypedAgentsEnv
 
+from torchrl_seps.modules import IdentityEncoder
 from torchrl_seps.transforms import AgentIdentityTransform
 
 
@@ -79,6 +80,15 @@ def test_factories():
         AgentIdentityTransform.from_groups(torch.tensor([1, 0, 1])).features,
         torch.tensor([[0.0, 1.0], [1.0, 0.0], [0.0, 1.0]]),
     )
+
+
+def test_encoder_embeddings_as_features():
+    encoder = IdentityEncoder(n_agents=3, latent_dim=2)
+    transform = AgentIdentityTransform.from_encoder(encoder, out_key=("agents", "identity"))
+    env = TransformedEnv(TypedAgentsEnv([0, 1, 1], num_envs=2), transform)
+    check_env_specs(env)
+    expected = encoder(TensorDict({("agents", "agent_id"): torch.eye(3)}, []))["agents", "identity", "loc"]
+    torch.testing.assert_close(env.reset()["agents", "identity"][1], expected.detach())
 
 
 def test_bad_input():

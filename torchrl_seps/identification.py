@@ -190,7 +190,7 @@ def identity_model(
     Sizes come from the env's specs: the number of agents and the observation size from the
     observation spec, the reward size from the reward spec, and the action encoding from the
     action spec (a ``Categorical`` action is one-hot encoded; ``OneHot`` and continuous actions
-    are used as they are).
+    are used as they are). The modules are placed on the env's device.
 
     Returns:
         an :class:`~torchrl_seps.objectives.IdentityLoss` holding the encoder and decoder.
@@ -246,7 +246,7 @@ def identity_model(
     )
     loss = IdentityLoss(encoder, decoder, targets=targets, kl_weight=kl_weight)
     loss.set_keys(observation=keys["observation"], reward=keys["reward"])
-    return loss
+    return loss.to(env.device) if env.device is not None else loss
 
 
 def fit_identity(

@@ -10,6 +10,7 @@ from torchrl.data import Bounded, Composite, TensorSpec, Unbounded
 from torchrl.envs import Transform
 
 from torchrl_seps.modules.grouped_mlp import validate_groups
+from torchrl_seps.modules.identity import IdentityEncoder
 
 __all__ = ["AgentIdentityTransform"]
 
@@ -24,7 +25,7 @@ class AgentIdentityTransform(Transform):
     * :meth:`one_hot` (``features = I_N``): the agent's one-hot id, as in the *FuPS+id*
       baseline, or the input of :class:`~torchrl_seps.modules.IdentityEncoder`;
     * :meth:`from_groups`: the one-hot id of the agent's group;
-    * :meth:`from_embeddings`: a learned identity embedding, e.g.
+    * :meth:`from_embeddings` / :meth:`from_encoder`: a learned identity embedding, e.g.
       :attr:`~torchrl_seps.identification.IdentificationResult.embeddings`.
 
     With ``out_key=None`` (the default) the features are concatenated to the observation at
@@ -119,6 +120,22 @@ class AgentIdentityTransform(Transform):
                     [-0.5000]])
         """
         return cls(torch.as_tensor(embeddings), **kwargs)
+
+    @classmethod
+    def from_encoder(cls, encoder: IdentityEncoder, **kwargs) -> AgentIdentityTransform:
+        """Agent ``i`` gets its identity embedding from a fitted encoder: the mean of
+        :meth:`~torchrl_seps.modules.IdentityEncoder.agent_distribution`, fixed at creation.
+
+        Examples:
+            >>> from torchrl_seps.modules import IdentityEncoder
+            >>> AgentIdentityTransform.from_encoder(IdentityEncoder(n_agents=4, latent_dim=3)).features.shape
+            torch.Size([4, 3])
+        """
+        if not isinstance(encoder, IdentityEncoder):
+            raise TypeError(f"encoder must be an IdentityEncoder, got {type(encoder).__name__}.")
+        with torch.no_grad():
+            loc, _ = encoder.agent_distribution()
+        return cls(loc.cpu(), **kwargs)
 
     @property
     def n_agents(self) -> int:
