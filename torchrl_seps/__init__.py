@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 from torchrl_seps.modules import GroupedMultiAgentMLP
+from torchrl_seps.clustering import AgentClustering
+from torchrl_seps.identification import IdentificationResult, identify_groups
+from torchrl_seps.transforms import AgentIdentityTransform
 
 __version__ = "0.1.0"
 

@@ -1,0 +1,316 @@
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from tensordict import TensorDict
+from torchrl.envs.libs.vmas import VmasEnv
+from threads import one_thread  # noqa: F401
+from typed_env import DIRECTIONS, TypedAgentsEnv
+
+from torchrl_seps.clustering import AgentClustering, adjusted_rand_index
+from torchrl_seps.identification import (
+    collect_transitions,
+    fit_identity,
+    identify_groups,
+    identity_model,
+    plot_embeddings,
+)
+from torchrl_seps.modules import IdentityDecoder, IdentityEncoder
+from torchrl_seps.objectives import IdentityLoss
+
+TYPES = [0, 0, 1, 1, 2, 2]
+# Small budget: 8 envs x 64 steps, 12 epochs of 64-frame batches (about 100 updates).
+FAST = dict(frames=512, epochs=12, batch_size=64)
+
+
+
+
+def reward_typed(types=TYPES, **kwargs):
+    """Types differ only in their goal: the reward tells them apart, the dynamics do not."""
+    goals = [[2.0, 0.0], [-2.0, 0.0], [0.0, 2.0]][: max(types) + 1]
+    return TypedAgentsEnv(types, goals=goals, reset_offset=0.0, **kwargs)
+
+
+def dynamics_typed(types=TYPES, **kwargs):
+    """Types differ only in their speed: the next observation tells them apart."""
+    speeds = [0.05, 0.2, 0.4][: max(types) + 1]
+    return TypedAgentsEnv(types, speeds=speeds, reset_offset=0.0, **kwargs)
+
+
+# -- collection ---------------------------------------------------------------------------
+
+
+def test_collection_never_pairs_across_episodes():
+    types = torch.tensor([0, 1, 1])
+    speeds = torch.tensor([0.1, 0.3])
+    env = TypedAgentsEnv(types, speeds=speeds, num_envs=4, max_steps=7, reset_offset=5.0)
+    data = collect_transitions(env, frames=4 * 30)  # 30 steps: four episode ends per env
+    assert data.batch_size == (120,)
+    obs, action = data["agents", "observation"], data["agents", "action"]
+    expected = obs + speeds[types][None, :, None] * DIRECTIONS[action]
+    # Every row, episode ends included, follows the dynamics; a reset (offset by 5) would not.
+    torch.testing.assert_close(data["next", "agents", "observation"], expected)
+    assert env.n_steps_taken == 30
+
+
+def test_collection_uses_the_given_policy():
+    env = TypedAgentsEnv([0, 1], num_envs=2)
+
+    def always_right(td):
+        td.set(("agents", "action"), torch.ones(2, 2, dtype=torch.long))
+        return td
+
+    data = collect_transitions(env, frames=20, policy=always_right)
+    assert (data["agents", "action"] == 1).all()
+
+
+def test_collection_rounds_frames_up_to_whole_steps():
+    data = collect_transitions(TypedAgentsEnv([0, 1], num_envs=8), frames=20)
+    assert data.batch_size == (24,)
+
+
+def test_collection_progress_bar(capsys):
+    collect_transitions(TypedAgentsEnv([0, 1], num_envs=2), frames=8, progress=True)
+    assert "collect" in capsys.readouterr().err
+
+
+# -- model and loss -----------------------------------------------------------------------
+
+
+def test_categorical_actions_are_one_hot_encoded():
+    torch.manual_seed(0)
+    categorical = IdentityDecoder(2, 3, 5, categorical_actions=True)
+    explicit = IdentityDecoder(2, 3, 5)
+    explicit.load_state_dict(categorical.state_dict())
+    latent, obs, action = torch.randn(4, 6, 2), torch.randn(4, 6, 3), torch.randint(5, (4, 6))
+    td = TensorDict(
+        {"agents": {"identity": {"latent": latent}, "observation": obs, "action": action}},
+        batch_size=[4, 6],
+    )
+    out_index = categorical(td.clone())
+    out_index_1 = categorical(td.clone().set(("agents", "action"), action[..., None]))
+    td.set(("agents", "action"), torch.nn.functional.one_hot(action, 5).float())
+    out_one_hot = explicit(td)
+    for key in categorical.out_keys:
+        torch.testing.assert_close(out_index[key], out_one_hot[key])
+        torch.testing.assert_close(out_index_1[key], out_one_hot[key])
+
+
+def random_batch(frames=32, n_agents=3, obs_dim=4, n_actions=5):
+    g = torch.Generator().manual_seed(3)
+    return TensorDict(
+        {
+            "agents": {
+                "observation": 3 * torch.randn(frames, n_agents, obs_dim, generator=g) + 1,
+                "action": torch.randint(n_actions, (frames, n_agents), generator=g),
+            },
+            "next": {
+                "agents": {
+                    "observation": torch.randn(frames, n_agents, obs_dim, generator=g),
+                    "reward": 10 * torch.randn(frames, n_agents, 1, generator=g) - 4,
+                }
+            },
+        },
+        batch_size=[frames],
+    )
+
+
+def test_statistics_are_pooled_over_frames_and_agents():
+    data = random_batch()
+    loss = IdentityLoss(IdentityEncoder(3, 2), IdentityDecoder(2, 4, 5, categorical_actions=True))
+    loss.set_statistics(data)
+    obs = data["agents", "observation"].reshape(-1, 4)
+    change = (data["next", "agents", "observation"] - data["agents", "observation"]).reshape(-1, 4)
+    reward = data["next", "agents", "reward"].reshape(-1, 1)
+    targets = torch.cat([change, reward], -1)
+    torch.testing.assert_close(loss.observation_loc, obs.mean(0))
+    torch.testing.assert_close(loss.observation_scale, obs.std(0, unbiased=False))
+    torch.testing.assert_close(loss.target_loc, targets.mean(0))
+    torch.testing.assert_close(loss.target_scale, targets.std(0, unbiased=False))
+
+
+@pytest.mark.parametrize("targets", [("next_observation", "reward"), ("reward",), ("next_observation",)])
+@pytest.mark.parametrize("predict_change", [True, False])
+def test_loss_matches_a_direct_computation(targets, predict_change):
+    data = random_batch()
+    encoder = IdentityEncoder(3, 2)
+    decoder = IdentityDecoder(2, 4, 5, categorical_actions=True)
+    loss = IdentityLoss(encoder, decoder, targets=targets, kl_weight=0.3, predict_change=predict_change)
+    loss.set_statistics(data)
+    torch.manual_seed(11)
+    out = loss(data)
+
+    # Reference: plain tensor operations on the same networks and the same noise.
+    obs = data["agents", "observation"]
+    next_obs = data["next", "agents", "observation"]
+    reward = data["next", "agents", "reward"]
+    flat = lambda x: x.reshape(-1, x.shape[-1])  # noqa: E731
+    standardise = lambda x: (x - flat(x).mean(0)) / flat(x).std(0, unbiased=False)  # noqa: E731
+    params = encoder.module[0](torch.eye(3))
+    # tensordict's default scale mapping: softplus shifted to give 1 at 0, plus a floor of 0.01
+    shift = math.log(math.expm1(0.99))
+    loc, scale = params[:, :2], torch.nn.functional.softplus(params[:, 2:] + shift) + 0.01
+    torch.manual_seed(11)
+    latent = loc + scale * torch.randn(32, 3, 2)
+    x = torch.cat([latent, standardise(obs), torch.nn.functional.one_hot(data["agents", "action"], 5)], -1)
+    prediction = decoder.module.mlp(x)
+    errors = {
+        "next_observation": (
+            prediction[..., :4] - standardise(next_obs - obs if predict_change else next_obs)
+        ).pow(2).mean(-1),
+        "reward": (prediction[..., 4:] - standardise(reward)).pow(2).mean(-1),
+    }
+    reconstruction = sum(errors[t] for t in targets).mean()
+    kl = 0.5 * (scale**2 + loc**2 - 1 - torch.log(scale**2)).sum(-1).mean()
+    torch.testing.assert_close(out["loss_reconstruction"], reconstruction, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(out["loss_kl"], 0.3 * kl, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(out["kl"], kl, rtol=1e-4, atol=1e-6)
+
+
+def test_loss_keys_can_be_renamed():
+    data = random_batch().rename_key_(("next", "agents", "reward"), ("next", "agents", "score"))
+    loss = IdentityLoss(IdentityEncoder(3, 2), IdentityDecoder(2, 4, 5, categorical_actions=True))
+    with pytest.raises(ValueError, match=r"needs the reward at \('next', 'agents', 'reward'\)"):
+        loss.set_statistics(data)
+    loss.set_keys(reward=("agents", "score"))
+    loss.set_statistics(data)
+    assert ("next", "agents", "score") in loss.in_keys
+    loss(data)
+
+
+def test_identity_model_from_specs():
+    loss = identity_model(TypedAgentsEnv([0, 1, 1], group="robots"), group="robots", latent_dim=3)
+    assert (loss.encoder.n_agents, loss.encoder.latent_dim, loss.decoder.observation_dim) == (3, 3, 2)
+    assert loss.decoder.module.categorical_actions and loss.decoder.module.action_dim == 5
+    continuous = identity_model(VmasEnv("navigation", num_envs=2, n_agents=2, seed=0))
+    assert not continuous.decoder.module.categorical_actions
+    assert continuous.decoder.module.action_dim == 2
+
+
+def test_fitting_reduces_the_loss():
+    env = reward_typed()
+    loss = identity_model(env)
+    curve = fit_identity(loss, collect_transitions(env, 512), epochs=6, batch_size=64)
+    assert len(curve) == 6 and curve[-1] < 0.5 * curve[0]
+
+
+# -- identification -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "make, targets, expected",
+    [
+        (reward_typed, ("next_observation", "reward"), TYPES),
+        (reward_typed, ("reward",), TYPES),
+        (reward_typed, ("next_observation",), [0] * 6),  # the dynamics do not tell them apart
+        (dynamics_typed, ("next_observation", "reward"), TYPES),
+        (dynamics_typed, ("next_observation",), TYPES),
+        (lambda: reward_typed([0] * 6), ("next_observation", "reward"), [0] * 6),
+        (lambda: reward_typed([0, 1, 2]), ("next_observation", "reward"), [0, 1, 2]),
+    ],
+    ids=["reward", "reward-only", "reward-next-obs-only", "dynamics", "dynamics-next-obs-only",
+         "homogeneous", "all-different"],
+)
+def test_identify_groups_recovers_known_types(make, targets, expected):
+    result = identify_groups(make(), targets=targets, seed=0, **FAST)
+    assert result.groups.tolist() == expected
+    assert result.n_groups == len(set(expected))
+    assert result.groups.dtype == torch.long
+    assert result.embeddings.shape == (len(expected), 5) == result.scales.shape
+    assert len(result.loss_curve) == FAST["epochs"]
+    assert set(result.timings) == {"collect", "fit", "cluster"}
+    assert result.frames == FAST["frames"]
+
+
+def test_identify_groups_with_another_group_name_and_given_k():
+    env = reward_typed(group="robots")
+    result = identify_groups(env, group="robots", n_groups=3, seed=1, **FAST)
+    assert adjusted_rand_index(TYPES, result.groups) == 1.0
+    assert result.decision == "given"
+
+
+def test_identify_groups_is_deterministic_for_a_seed_and_keeps_the_global_rng():
+    state = torch.get_rng_state()
+    first = identify_groups(reward_typed(), seed=5, **FAST)
+    assert torch.equal(torch.get_rng_state(), state)
+    second = identify_groups(reward_typed(), seed=5, **FAST)
+    torch.testing.assert_close(first.embeddings, second.embeddings)
+    assert first.groups.tolist() == second.groups.tolist()
+    assert first.loss_curve == second.loss_curve
+
+
+def test_identify_groups_uses_the_given_clustering_without_changing_it():
+    clustering = AgentClustering(criterion="davies_bouldin", n_init=2)
+    result = identify_groups(reward_typed(), clustering=clustering, seed=0, **FAST)
+    assert result.clustering.criterion == "davies_bouldin"
+    assert not hasattr(clustering, "labels_") and clustering.random_state is None
+
+
+def test_identify_groups_on_a_vmas_env():
+    env = VmasEnv("balance", num_envs=4, n_agents=3, seed=0)
+    result = identify_groups(env, frames=128, epochs=2, batch_size=32, seed=0)
+    assert result.groups.shape == (3,)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_identify_groups_on_cuda():
+    env = VmasEnv("balance", num_envs=4, n_agents=3, device="cuda", seed=0)
+    result = identify_groups(env, frames=128, epochs=2, batch_size=32, seed=0)
+    assert result.groups.device.type == "cpu" and result.embeddings.device.type == "cpu"
+    assert next(result.encoder.parameters()).device.type == "cuda"
+
+
+def test_plot(tmp_path):
+    result = identify_groups(reward_typed(), seed=0, **FAST)
+    path = result.plot(tmp_path / "embeddings.png", types=TYPES)
+    assert path.stat().st_size > 0
+    with pytest.raises(ValueError, match=r"true type labels must have one entry per agent \(6\), got 2"):
+        plot_embeddings(result.embeddings, result.groups, tmp_path / "x.png", types=[0, 1])
+
+
+# -- bad input: a clear error before any step is taken --------------------------------------
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        (dict(group="robots"), ValueError, r"env has no observation entry \('robots', 'observation'\)"),
+        (dict(n_groups=0), ValueError, r"n_groups must be in 1\.\.N=6 .* got n_groups=0"),
+        (dict(n_groups=7), ValueError, r"n_groups must be in 1\.\.N=6 .* got n_groups=7"),
+        (dict(frames=100, batch_size=128), ValueError, r"too few frames to fit: frames=100, expected at least batch_size=128"),
+        (dict(frames=0), ValueError, "frames must be >= 1, got frames=0"),
+        (dict(epochs=1.5), TypeError, "epochs must be an int"),
+        (dict(lr=-1.0), ValueError, "lr must be > 0, got lr=-1.0"),
+        (dict(targets=("action",)), ValueError, "targets must be a non-empty subset"),
+        (dict(kl_weight=-1.0), ValueError, "kl_weight must be a float >= 0"),
+        (dict(clustering="kmeans"), TypeError, "clustering must be an AgentClustering, got str"),
+    ],
+)
+def test_bad_arguments_fail_before_collecting(kwargs, error, match):
+    env = reward_typed()
+    with pytest.raises(error, match=match):
+        identify_groups(env, **{"frames": 512, **kwargs})
+    assert env.n_steps_taken == 0
+
+
+def test_non_finite_data_is_refused():
+    env = reward_typed(nan_reward_at_step=3)
+    with pytest.raises(ValueError, match=r"collected \('next', 'agents', 'reward'\) holds \d+ NaN or infinite"):
+        identify_groups(env, **FAST)
+    data = collect_transitions(reward_typed(), 64)
+    data["next", "agents", "observation"][0, 0, 0] = float("inf")
+    with pytest.raises(ValueError, match="targets hold 1 NaN or infinite values"):
+        fit_identity(identity_model(reward_typed()), data, batch_size=32)
+
+
+def test_too_few_frames_to_fit():
+    data = collect_transitions(reward_typed(), 32)
+    with pytest.raises(ValueError, match="too few frames to fit: data holds 32 frames, expected at least batch_size=64"):
+        fit_identity(identity_model(reward_typed()), data, batch_size=64)
+
+
+def test_wrong_env_type():
+    with pytest.raises(TypeError, match="env must be a torchrl EnvBase, got str"):
+        identify_groups("bps-1")

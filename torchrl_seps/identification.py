@@ -1,0 +1,568 @@
+"""Identification: collect transitions, fit the identity model, embed the agents, cluster them.
+
+:func:`identify_groups` runs the whole SePS pre-training stage on any TorchRL multi-agent
+environment and returns an :class:`IdentificationResult`. The stages are also available one by
+one: :func:`collect_transitions`, :func:`fit_identity` and
+:class:`~torchrl_seps.clustering.AgentClustering`.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn.base import clone
+from tensordict import TensorDictBase
+from torchrl.collectors import Collector
+from torchrl.data import Binary, Categorical, MultiCategorical, MultiOneHot, OneHot
+from torchrl.envs import EnvBase
+
+from torchrl_seps.clustering import AgentClustering
+from torchrl_seps.modules.identity import IdentityDecoder, IdentityEncoder
+from torchrl_seps.objectives.identity import TARGETS, IdentityLoss
+
+__all__ = [
+    "IdentificationResult",
+    "collect_transitions",
+    "fit_identity",
+    "identify_groups",
+    "identity_model",
+    "plot_embeddings",
+]
+
+logger = logging.getLogger(__name__)
+
+# Steps of the environment per collector batch: progress is reported once per batch.
+_STEPS_PER_BATCH = 50
+
+
+def _check_int(name: str, value: int, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {value!r} of type {type(value).__name__}.")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {name}={value}.")
+
+
+def _check_float(name: str, value: float, *, positive: bool) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise TypeError(f"{name} must be a finite float, got {value!r}.")
+    if value < 0 or (positive and value == 0):
+        raise ValueError(f"{name} must be {'> 0' if positive else '>= 0'}, got {name}={value}.")
+
+
+def _group_keys(group: str) -> dict[str, tuple[str, str]]:
+    return {leaf: (group, leaf) for leaf in ("observation", "action", "reward")}
+
+
+def _check_env(env: EnvBase, group: str) -> dict[str, tuple[str, str]]:
+    """Checks that ``env`` is a multi-agent env with ``group``'s observation, action and reward."""
+    if not isinstance(env, EnvBase):
+        raise TypeError(f"env must be a torchrl EnvBase, got {type(env).__name__}.")
+    if not isinstance(group, str):
+        raise TypeError(f"group must be a str (a key of env.group_map), got {group!r}.")
+    keys = _group_keys(group)
+    specs = {
+        "observation": env.full_observation_spec,
+        "action": env.full_action_spec,
+        "reward": env.full_reward_spec,
+    }
+    for leaf, key in keys.items():
+        if key not in specs[leaf].keys(True, True):
+            raise ValueError(
+                f"env has no {leaf} entry {key} for group={group!r}; its {leaf} keys are "
+                f"{sorted(map(str, specs[leaf].keys(True, True)))}."
+            )
+        spec = specs[leaf][key]
+        if len(spec.shape) < len(env.batch_size) + 1:
+            raise ValueError(
+                f"the {leaf} spec at {key} has shape {tuple(spec.shape)}; expected a per-agent "
+                f"entry of shape (*{tuple(env.batch_size)}, n_agents, ...)."
+            )
+    return keys
+
+
+def _check_finite(data: TensorDictBase, keys: Sequence[tuple]) -> None:
+    for key in keys:
+        value = data.get(key)
+        if value.dtype.is_floating_point and not torch.isfinite(value).all():
+            bad = int((~torch.isfinite(value)).sum())
+            raise ValueError(
+                f"the collected {key} holds {bad} NaN or infinite values out of "
+                f"{value.numel()}; expected finite data from the environment."
+            )
+
+
+def collect_transitions(
+    env: EnvBase,
+    frames: int,
+    *,
+    policy: Callable[[TensorDictBase], TensorDictBase] | None = None,
+    group: str = "agents",
+    progress: bool = False,
+) -> TensorDictBase:
+    """Collects ``frames`` transitions of every agent of ``group`` with a TorchRL ``Collector``.
+
+    Each row of the result is one step of one environment: the agents' observation and action,
+    and under ``"next"`` the observation and reward that followed them. The next observation is
+    the one the step produced, read from the collector's ``("next", ...)`` entries, so a step that
+    ended an episode (done, terminated or truncated) keeps its own final observation: the first
+    observation of the following episode is never paired with the last one of the previous.
+
+    Args:
+        env (EnvBase): a multi-agent environment with per-agent entries ``(group,
+            "observation")``, ``(group, "action")`` and ``(group, "reward")``, as VMAS and the
+            other TorchRL multi-agent wrappers provide.
+        frames (int): number of frames (environment steps times batched environments); rounded
+            up to a whole number of steps of the batched environment.
+
+    Keyword Args:
+        policy (callable, optional): the policy that acts; ``None`` (the default) acts uniformly
+            at random from the action spec.
+        group (str, optional): the agent group. Defaults to ``"agents"``.
+        progress (bool, optional): show a progress bar (tqdm). Defaults to ``False``.
+
+    Returns:
+        a TensorDict of batch size ``[frames]`` holding ``(group, "observation")``,
+        ``(group, "action")``, ``("next", group, "observation")`` and ``("next", group,
+        "reward")``, each of shape ``(frames, n_agents, ...)``.
+
+    Raises:
+        TypeError, ValueError: on a wrong env, a missing entry, a non-positive ``frames``, or
+            collected data holding NaN or infinite values.
+
+    Examples:
+        >>> from torchrl.envs.libs.vmas import VmasEnv
+        >>> env = VmasEnv("navigation", num_envs=4, n_agents=2, seed=0)
+        >>> data = collect_transitions(env, frames=40)
+        >>> data.batch_size, data["next", "agents", "reward"].shape
+        (torch.Size([40]), torch.Size([40, 2, 1]))
+    """
+    keys = _check_env(env, group)
+    _check_int("frames", frames, 1)
+    n_envs = max(1, env.batch_size.numel())
+    steps = math.ceil(frames / n_envs)
+    n_batches = math.ceil(steps / _STEPS_PER_BATCH)
+    steps_per_batch = math.ceil(steps / n_batches)
+    collector = Collector(
+        env,
+        policy,
+        frames_per_batch=steps_per_batch * n_envs,
+        total_frames=n_batches * steps_per_batch * n_envs,
+        auto_register_policy_transforms=False,
+    )
+    wanted = [
+        keys["observation"],
+        keys["action"],
+        ("next", *keys["observation"]),
+        ("next", *keys["reward"]),
+    ]
+    batches = []
+    bar = _progress_bar(progress, total=n_batches * steps_per_batch * n_envs, desc="collect")
+    try:
+        for batch in collector:
+            batch = batch.select(*wanted).reshape(-1)
+            _check_finite(batch, wanted)
+            batches.append(batch)
+            if bar is not None:
+                bar.update(batch.numel())
+    finally:
+        collector.shutdown(close_env=False)
+        if bar is not None:
+            bar.close()
+    return torch.cat(batches)
+
+
+def identity_model(
+    env: EnvBase,
+    *,
+    group: str = "agents",
+    latent_dim: int = 5,
+    targets: Sequence[str] = TARGETS,
+    kl_weight: float = 1e-4,
+) -> IdentityLoss:
+    """Builds the identity encoder, decoder and loss that fit ``env``'s agents of ``group``.
+
+    Sizes come from the env's specs: the number of agents and the observation size from the
+    observation spec, the reward size from the reward spec, and the action encoding from the
+    action spec (a ``Categorical`` action is one-hot encoded; ``OneHot`` and continuous actions
+    are used as they are). The modules are placed on the env's device.
+
+    Returns:
+        an :class:`~torchrl_seps.objectives.IdentityLoss` holding the encoder and decoder.
+
+    Examples:
+        >>> from torchrl.envs.libs.vmas import VmasEnv
+        >>> env = VmasEnv("navigation", num_envs=2, n_agents=3, continuous_actions=False, seed=0)
+        >>> loss = identity_model(env)
+        >>> loss.encoder.n_agents, loss.decoder.observation_dim
+        (3, 18)
+    """
+    keys = _check_env(env, group)
+    n_batch = len(env.batch_size)
+    obs_spec = env.full_observation_spec[keys["observation"]]
+    if len(obs_spec.shape) != n_batch + 2:
+        raise ValueError(
+            f"the observation spec at {keys['observation']} has shape {tuple(obs_spec.shape)}; "
+            f"expected (*{tuple(env.batch_size)}, n_agents, n_features)."
+        )
+    n_agents, obs_dim = obs_spec.shape[-2:]
+    reward_spec = env.full_reward_spec[keys["reward"]]
+    reward_dim = reward_spec.shape[-1] if len(reward_spec.shape) == n_batch + 2 else 1
+    action_spec = env.full_action_spec[keys["action"]]
+    if isinstance(action_spec, (MultiCategorical, MultiOneHot, Binary)):
+        raise TypeError(
+            f"the action spec at {keys['action']} is a {type(action_spec).__name__}; supported "
+            "are Categorical, OneHot and continuous actions."
+        )
+    categorical = isinstance(action_spec, Categorical)
+    if categorical:
+        action_dim = action_spec.space.n
+    elif isinstance(action_spec, OneHot) or action_spec.dtype.is_floating_point:
+        action_dim = action_spec.shape[-1]
+    else:
+        raise TypeError(
+            f"the action spec at {keys['action']} is a {type(action_spec).__name__} of dtype "
+            f"{action_spec.dtype}; supported are Categorical, OneHot and continuous actions."
+        )
+    encoder = IdentityEncoder(
+        n_agents,
+        latent_dim,
+        in_keys=[(group, "agent_id")],
+        out_keys=[(group, "identity", "loc"), (group, "identity", "scale")],
+    )
+    decoder = IdentityDecoder(
+        latent_dim,
+        obs_dim,
+        action_dim,
+        categorical_actions=categorical,
+        reward_dim=reward_dim,
+        in_keys=[(group, "identity", "latent"), keys["observation"], keys["action"]],
+        out_keys=[(group, "identity", "next_observation"), (group, "identity", "reward")],
+    )
+    loss = IdentityLoss(encoder, decoder, targets=targets, kl_weight=kl_weight)
+    loss.set_keys(observation=keys["observation"], reward=keys["reward"])
+    return loss.to(env.device) if env.device is not None else loss
+
+
+def fit_identity(
+    loss: IdentityLoss,
+    data: TensorDictBase,
+    *,
+    epochs: int = 16,
+    batch_size: int = 256,
+    lr: float = 1e-2,
+    progress: bool = False,
+) -> list[float]:
+    """Fits the identity model of ``loss`` to ``data`` with Adam; returns the loss per epoch.
+
+    The loss's standardisation statistics are first set from ``data``
+    (:meth:`~torchrl_seps.objectives.IdentityLoss.set_statistics`). Each epoch visits the frames
+    once in a random order, ``batch_size`` frames (of all agents) per update; the value recorded
+    for an epoch is the mean total loss of its updates.
+
+    Args:
+        loss (IdentityLoss): the model to fit, e.g. from :func:`identity_model`.
+        data (TensorDictBase): frames from :func:`collect_transitions`, at least ``batch_size``.
+
+    Keyword Args:
+        epochs (int, optional): passes over the data. Defaults to ``16``.
+        batch_size (int, optional): frames per update. Defaults to ``256``.
+        lr (float, optional): Adam learning rate. Defaults to ``1e-2``.
+        progress (bool, optional): show a progress bar (tqdm). Defaults to ``False``.
+
+    Raises:
+        ValueError: when ``data`` holds fewer than ``batch_size`` frames, or NaN / inf values.
+
+    Examples:
+        >>> from torchrl.envs.libs.vmas import VmasEnv
+        >>> env = VmasEnv("navigation", num_envs=4, n_agents=2, seed=0)
+        >>> loss = identity_model(env)
+        >>> curve = fit_identity(loss, collect_transitions(env, frames=64), epochs=2, batch_size=32)
+        >>> len(curve)
+        2
+    """
+    if not isinstance(loss, IdentityLoss):
+        raise TypeError(f"loss must be an IdentityLoss, got {type(loss).__name__}.")
+    if not isinstance(data, TensorDictBase) or data.ndim != 1:
+        raise TypeError(
+            "data must be a TensorDict with one batch dimension (frames), as "
+            f"collect_transitions returns; got {type(data).__name__}"
+            + (f" of batch size {tuple(data.batch_size)}." if isinstance(data, TensorDictBase) else ".")
+        )
+    _check_int("epochs", epochs, 1)
+    _check_int("batch_size", batch_size, 1)
+    _check_float("lr", lr, positive=True)
+    n_frames = data.shape[0]
+    if n_frames < batch_size:
+        raise ValueError(
+            f"too few frames to fit: data holds {n_frames} frames, expected at least "
+            f"batch_size={batch_size}."
+        )
+    loss.set_statistics(data)
+    optimizer = torch.optim.Adam(loss.parameters(), lr=lr)
+    n_batches = n_frames // batch_size  # the remainder of a shuffled epoch is left out
+    bar = _progress_bar(progress, total=epochs * n_batches, desc="fit identity")
+    curve = []
+    try:
+        for _ in range(epochs):
+            order = torch.randperm(n_frames)
+            total = 0.0
+            for b in range(n_batches):
+                out = loss(data[order[b * batch_size : (b + 1) * batch_size]])
+                value = out["loss_reconstruction"] + out["loss_kl"]
+                optimizer.zero_grad()
+                value.backward()
+                optimizer.step()
+                total += value.item()
+                if bar is not None:
+                    bar.update(1)
+            curve.append(total / n_batches)
+            logger.debug("identity epoch %d: loss %.4f", len(curve), curve[-1])
+    finally:
+        if bar is not None:
+            bar.close()
+    return curve
+
+
+@dataclass
+class IdentificationResult:
+    """What :func:`identify_groups` found, and how long each stage took.
+
+    Attributes:
+        groups (LongTensor): canonical group of each agent, shape ``[N]``.
+        n_groups (int): number of groups.
+        embeddings (Tensor): each agent's identity embedding (encoder mean), shape ``[N, latent]``.
+        scales (Tensor): each agent's posterior standard deviation, shape ``[N, latent]``.
+        scores (dict[int, float]): the clustering criterion's score of every K tried.
+        decision (str): how K was chosen (see :class:`~torchrl_seps.clustering.AgentClustering`).
+        loss_curve (list[float]): mean identity loss per epoch.
+        timings (dict[str, float]): seconds spent in ``"collect"``, ``"fit"`` and ``"cluster"``.
+        frames (int): frames collected.
+        encoder (IdentityEncoder): the fitted encoder.
+        clustering (AgentClustering): the fitted clustering.
+    """
+
+    groups: torch.Tensor
+    n_groups: int
+    embeddings: torch.Tensor
+    scales: torch.Tensor
+    scores: dict[int, float]
+    decision: str
+    loss_curve: list[float]
+    timings: dict[str, float]
+    frames: int
+    encoder: IdentityEncoder = field(repr=False)
+    clustering: AgentClustering = field(repr=False)
+
+    @property
+    def total_time(self) -> float:
+        """Seconds from the start of collection to the end of clustering."""
+        return sum(self.timings.values())
+
+    def plot(self, path: str | Path, types: Sequence[int] | torch.Tensor | None = None) -> Path:
+        """Saves the embeddings in 2-D, see :func:`plot_embeddings`."""
+        return plot_embeddings(self.embeddings, self.groups, path, types=types)
+
+
+def identify_groups(
+    env: EnvBase,
+    frames: int = 12_800,
+    *,
+    policy: Callable[[TensorDictBase], TensorDictBase] | None = None,
+    group: str = "agents",
+    n_groups: int | None = None,
+    latent_dim: int = 5,
+    targets: Sequence[str] = TARGETS,
+    kl_weight: float = 1e-4,
+    epochs: int = 16,
+    batch_size: int = 256,
+    lr: float = 1e-2,
+    clustering: AgentClustering | None = None,
+    seed: int | None = None,
+    progress: bool = False,
+) -> IdentificationResult:
+    """Finds groups of agents that behave alike: collect, fit, embed, cluster.
+
+    1. :func:`collect_transitions`: ``frames`` frames from ``env`` under ``policy`` (uniformly
+       random by default);
+    2. :func:`fit_identity`: the identity model of :func:`identity_model` (encoder, decoder,
+       :class:`~torchrl_seps.objectives.IdentityLoss`) fitted for ``epochs`` epochs;
+    3. each agent's embedding is its encoder mean, with its posterior standard deviation;
+    4. :class:`~torchrl_seps.clustering.AgentClustering` groups the embeddings, with
+       ``n_groups`` given or chosen in ``1..N``.
+
+    Every argument is checked, and the model is built from the env's specs, before any frame is
+    collected.
+
+    Args:
+        env (EnvBase): a TorchRL multi-agent env with per-agent entries under ``group``.
+        frames (int, optional): frames to collect (environment steps times batched envs).
+            Defaults to ``12_800`` (e.g. 64 VMAS envs for 200 steps).
+
+    Keyword Args:
+        policy (callable, optional): the acting policy; ``None`` acts at random.
+        group (str, optional): the agent group. Defaults to ``"agents"``.
+        n_groups (int, optional): the number of groups; ``None`` chooses it.
+        latent_dim (int, optional): identity latent size. Defaults to ``5``.
+        targets (sequence of str, optional): what the decoder reconstructs. Defaults to
+            ``("next_observation", "reward")``.
+        kl_weight (float, optional): KL weight. Defaults to ``1e-4``.
+        epochs (int, optional): passes over the data. Defaults to ``16``.
+        batch_size (int, optional): frames per update. Defaults to ``256``.
+        lr (float, optional): Adam learning rate. Defaults to ``1e-2``.
+        clustering (AgentClustering, optional): the clustering to use (its ``n_groups`` is
+            overridden by ``n_groups`` when that is given, and its ``random_state`` by
+            ``seed``). Defaults to ``AgentClustering()``.
+        seed (int, optional): seeds the env, the random policy, the model and k-means; the
+            global random state is restored afterwards. ``None`` leaves them unseeded.
+        progress (bool, optional): show progress bars (tqdm) for collection and fitting.
+
+    Returns:
+        an :class:`IdentificationResult`.
+
+    Examples:
+        >>> from torchrl.envs.libs.vmas import VmasEnv
+        >>> env = VmasEnv("balance", num_envs=4, n_agents=3, seed=0)
+        >>> result = identify_groups(env, frames=64, epochs=1, batch_size=32, seed=0)
+        >>> result.groups.shape, result.embeddings.shape
+        (torch.Size([3]), torch.Size([3, 5]))
+        >>> sorted(result.timings)
+        ['cluster', 'collect', 'fit']
+    """
+    _check_env(env, group)
+    _check_int("frames", frames, 1)
+    _check_int("epochs", epochs, 1)
+    _check_int("batch_size", batch_size, 1)
+    _check_float("lr", lr, positive=True)
+    if frames < batch_size:
+        raise ValueError(
+            f"too few frames to fit: frames={frames}, expected at least batch_size={batch_size}."
+        )
+    if clustering is None:
+        clustering = AgentClustering()
+    elif not isinstance(clustering, AgentClustering):
+        raise TypeError(f"clustering must be an AgentClustering, got {type(clustering).__name__}.")
+    clustering = clone(clustering)
+    if n_groups is not None:
+        clustering.set_params(n_groups=n_groups)
+    if seed is not None:
+        clustering.set_params(random_state=seed)
+
+    timings = {}
+    with torch.random.fork_rng(devices=[]):
+        if seed is not None:
+            torch.manual_seed(seed)
+            env.set_seed(seed)
+        loss = identity_model(
+            env, group=group, latent_dim=latent_dim, targets=targets, kl_weight=kl_weight
+        )
+        clustering.validate_params(loss.encoder.n_agents)
+        start = time.perf_counter()
+        data = collect_transitions(env, frames, policy=policy, group=group, progress=progress)
+        timings["collect"] = time.perf_counter() - start
+        logger.info("collected %d frames in %.1f s", data.shape[0], timings["collect"])
+
+        start = time.perf_counter()
+        curve = fit_identity(
+            loss, data, epochs=epochs, batch_size=batch_size, lr=lr, progress=progress
+        )
+        timings["fit"] = time.perf_counter() - start
+        logger.info("fitted the identity model in %.1f s, final loss %.4f", timings["fit"], curve[-1])
+
+    start = time.perf_counter()
+    with torch.no_grad():
+        embeddings, scales = loss.encoder.agent_distribution()
+    embeddings, scales = embeddings.detach().cpu(), scales.detach().cpu()
+    clustering.fit(embeddings, scales)
+    timings["cluster"] = time.perf_counter() - start
+    logger.info(
+        "found %d groups (%s) in %.1f s", clustering.n_groups_, clustering.decision_, timings["cluster"]
+    )
+    return IdentificationResult(
+        groups=clustering.labels_,
+        n_groups=clustering.n_groups_,
+        embeddings=embeddings,
+        scales=scales,
+        scores=dict(clustering.scores_),
+        decision=clustering.decision_,
+        loss_curve=curve,
+        timings=timings,
+        frames=data.shape[0],
+        encoder=loss.encoder,
+        clustering=clustering,
+    )
+
+
+def plot_embeddings(
+    embeddings: torch.Tensor,
+    groups: Sequence[int] | torch.Tensor,
+    path: str | Path,
+    *,
+    types: Sequence[int] | torch.Tensor | None = None,
+    title: str | None = None,
+) -> Path:
+    """Saves a 2-D view of the agents' embeddings (their first two principal components),
+    coloured by group and, when ``types`` (the true types) are given, in a second panel by type.
+
+    Each point is labelled with its agent index. Rendered with matplotlib's Agg canvas (no
+    display needed).
+
+    Returns:
+        the path written.
+
+    Examples:
+        >>> import tempfile, torch
+        >>> path = plot_embeddings(torch.randn(4, 3), [0, 0, 1, 1], tempfile.mktemp(suffix=".png"),
+        ...                        types=[0, 0, 1, 1])
+        >>> path.exists()
+        True
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from sklearn.decomposition import PCA
+
+    x = torch.as_tensor(embeddings).detach().cpu().double().numpy()
+    if x.ndim != 2:
+        raise ValueError(f"embeddings must have shape (n_agents, n_features), got {x.shape}.")
+    n_agents = x.shape[0]
+    panels = [("group", torch.as_tensor(groups).tolist())]
+    if types is not None:
+        panels.append(("true type", torch.as_tensor(types).tolist()))
+    for name, labels in panels:
+        if len(labels) != n_agents:
+            raise ValueError(
+                f"{name} labels must have one entry per agent ({n_agents}), got {len(labels)}."
+            )
+    xy = np.zeros((n_agents, 2))
+    n_components = min(2, n_agents, x.shape[1])
+    if n_agents > 1:
+        xy[:, :n_components] = PCA(n_components=n_components).fit_transform(x)
+    fig = Figure(figsize=(5 * len(panels), 4.5))
+    FigureCanvasAgg(fig)
+    for i, (name, labels) in enumerate(panels):
+        ax = fig.add_subplot(1, len(panels), i + 1)
+        ax.scatter(xy[:, 0], xy[:, 1], c=labels, cmap="tab10", vmin=0, vmax=9, s=40)
+        for agent in range(n_agents):
+            ax.annotate(str(agent), xy[agent], fontsize=7, xytext=(3, 3), textcoords="offset points")
+        ax.set_title(f"coloured by {name}")
+        ax.set_xlabel("PC 1")
+        ax.set_ylabel("PC 2")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path)
+    return path
+
+
+def _progress_bar(progress: bool, total: int, desc: str):
+    if not progress:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, leave=False)

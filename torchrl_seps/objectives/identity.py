@@ -1,0 +1,258 @@
+"""The identity loss: a variational auto-encoder over agent ids, as in SePS."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from tensordict import TensorDict, TensorDictBase
+from tensordict.utils import NestedKey, unravel_key
+from torch.distributions import Normal, kl_divergence
+from torchrl.objectives import LossModule
+
+from torchrl_seps.modules.identity import IdentityDecoder, IdentityEncoder
+
+__all__ = ["IdentityLoss"]
+
+TARGETS = ("next_observation", "reward")
+
+
+class IdentityLoss(LossModule):
+    """Reconstruction plus ``kl_weight`` times KL: the loss that learns agent identities.
+
+    For every transition ``(observation, action, next observation, reward)`` of agent ``i``, a
+    latent ``z ~ Normal(loc_i, scale_i)`` is drawn from the encoder's output for the one-hot id of
+    ``i`` (reparameterised, one draw per transition and agent), and the decoder predicts the
+    chosen targets from ``(z, observation, action)``.
+
+    Units. Every observation feature fed to the decoder and every target feature is
+    standardised with its mean and standard deviation over the collected data, pooled over
+    agents (so that differences between agents survive); set them with :meth:`set_statistics`
+    before training (until then data are used as they are). A feature that never varies is only
+    centred. With ``predict_change=True`` (the default) the next-observation target is the
+    *change* ``next_observation - observation``, standardised: it carries the same information as
+    the next observation (the observation is an input), but a small effect of the agent's type on
+    the dynamics is then as large as any other feature instead of a rounding error on a large
+    position.
+
+    Output entries:
+
+    * ``loss_reconstruction``: for each target, the squared error averaged over its standardised
+      features; summed over targets; averaged over transitions and agents. Averaging within a
+      target lets a one-feature reward weigh as much as a many-feature next observation.
+    * ``loss_kl``: ``kl_weight`` times ``KL(Normal(loc_i, scale_i) || Normal(0, I))``, summed
+      over latent dimensions and averaged over agents.
+    * ``kl``: the unweighted KL, detached, for logging.
+
+    Sum the ``loss_*`` entries to train.
+
+    Args:
+        encoder (IdentityEncoder): one-hot agent id -> latent ``loc`` and ``scale``.
+        decoder (IdentityDecoder): (latent, observation, action) -> (next observation, reward);
+            the loss writes the latent sample at ``decoder.in_keys[0]`` and reads the observation
+            and action at ``decoder.in_keys[1:]``.
+
+    Keyword Args:
+        targets (sequence of str, optional): what to reconstruct, any non-empty subset of
+            ``("next_observation", "reward")``. Defaults to both.
+        kl_weight (float, optional): weight of the KL term. Defaults to ``1e-4`` (the SePS
+            authors' value; large values pull every identity to the prior).
+        predict_change (bool, optional): reconstruct the next observation through its change
+            (see above). ``False`` reconstructs the next observation itself, as the SePS authors
+            do. Defaults to ``True``.
+
+    Tensordict keys (set with :meth:`set_keys`):
+        observation (NestedKey): the observation whose next value (read at ``("next",
+            observation)``) is a target. Defaults to ``("agents", "observation")``.
+        reward (NestedKey): the reward, read at ``("next", reward)``. Defaults to
+            ``("agents", "reward")``.
+
+    Examples:
+        >>> import torch
+        >>> from tensordict import TensorDict
+        >>> from torchrl_seps.modules import IdentityDecoder, IdentityEncoder
+        >>> encoder = IdentityEncoder(n_agents=3, latent_dim=2)
+        >>> decoder = IdentityDecoder(2, observation_dim=4, action_dim=5, categorical_actions=True)
+        >>> loss = IdentityLoss(encoder, decoder)
+        >>> data = TensorDict({
+        ...     "agents": {"observation": torch.randn(16, 3, 4), "action": torch.randint(5, (16, 3))},
+        ...     "next": {"agents": {"observation": torch.randn(16, 3, 4), "reward": torch.randn(16, 3, 1)}},
+        ... }, batch_size=[16])
+        >>> loss.set_statistics(data)
+        >>> out = loss(data)
+        >>> sorted(out.keys())
+        ['kl', 'loss_kl', 'loss_reconstruction']
+        >>> (out["loss_reconstruction"] + out["loss_kl"]).backward()
+    """
+
+    @dataclass
+    class _AcceptedKeys:
+        """Configurable tensordict keys of :class:`IdentityLoss`.
+
+        Attributes:
+            observation (NestedKey): the observation whose next value (at ``("next",
+                observation)``) is a target. Defaults to ``("agents", "observation")``.
+            reward (NestedKey): the reward, read at ``("next", reward)``. Defaults to
+                ``("agents", "reward")``.
+        """
+
+        observation: NestedKey = ("agents", "observation")
+        reward: NestedKey = ("agents", "reward")
+
+    default_keys = _AcceptedKeys
+    tensor_keys: _AcceptedKeys
+    out_keys = ["loss_reconstruction", "loss_kl", "kl"]
+
+    def __init__(
+        self,
+        encoder: IdentityEncoder,
+        decoder: IdentityDecoder,
+        *,
+        targets: Sequence[str] = TARGETS,
+        kl_weight: float = 1e-4,
+        predict_change: bool = True,
+    ) -> None:
+        if not isinstance(encoder, IdentityEncoder):
+            raise TypeError(f"encoder must be an IdentityEncoder, got {type(encoder).__name__}.")
+        if not isinstance(decoder, IdentityDecoder):
+            raise TypeError(f"decoder must be an IdentityDecoder, got {type(decoder).__name__}.")
+        if encoder.latent_dim != decoder.latent_dim:
+            raise ValueError(
+                f"encoder.latent_dim ({encoder.latent_dim}) and decoder.latent_dim "
+                f"({decoder.latent_dim}) must be equal."
+            )
+        targets = (targets,) if isinstance(targets, str) else tuple(targets)
+        if not targets or len(set(targets)) != len(targets) or not set(targets) <= set(TARGETS):
+            raise ValueError(
+                f"targets must be a non-empty subset of {TARGETS} without repeats, got "
+                f"targets={targets!r}."
+            )
+        if isinstance(kl_weight, bool) or not isinstance(kl_weight, (int, float)) or kl_weight < 0:
+            raise ValueError(f"kl_weight must be a float >= 0, got kl_weight={kl_weight!r}.")
+        super().__init__()
+        self.encoder = encoder
+        self.decoder = decoder
+        self.targets = tuple(t for t in TARGETS if t in targets)
+        self.kl_weight = float(kl_weight)
+        self.predict_change = bool(predict_change)
+        n_targets = sum(self._target_dims().values())
+        self.register_buffer("observation_loc", torch.zeros(decoder.observation_dim))
+        self.register_buffer("observation_scale", torch.ones(decoder.observation_dim))
+        self.register_buffer("target_loc", torch.zeros(n_targets))
+        self.register_buffer("target_scale", torch.ones(n_targets))
+
+    @property
+    def in_keys(self) -> list[NestedKey]:
+        keys = list(self.decoder.in_keys[1:])
+        if "next_observation" in self.targets:
+            keys.append(unravel_key(("next", self.tensor_keys.observation)))
+            if self.predict_change:
+                keys.append(self.tensor_keys.observation)
+        if "reward" in self.targets:
+            keys.append(unravel_key(("next", self.tensor_keys.reward)))
+        return list(dict.fromkeys(keys))
+
+    def _target_dims(self) -> dict[str, int]:
+        dims = {"next_observation": self.decoder.observation_dim, "reward": self.decoder.reward_dim}
+        return {name: dims[name] for name in self.targets}
+
+    def _get(self, tensordict: TensorDictBase, key: NestedKey, what: str, dim: int) -> torch.Tensor:
+        value = tensordict.get(key, None)
+        if value is None:
+            raise ValueError(
+                f"IdentityLoss needs the {what} at {key}, which the data lacks; keys present: "
+                f"{sorted(map(str, tensordict.keys(True, True)))}."
+            )
+        if value.ndim < 2 or value.shape[-2] != self.encoder.n_agents or value.shape[-1] != dim:
+            raise ValueError(
+                f"the {what} at {key} must have shape (*batch, n_agents={self.encoder.n_agents}, "
+                f"{dim}), got {tuple(value.shape)}."
+            )
+        return value.to(self.target_loc.dtype)
+
+    def raw_targets(self, tensordict: TensorDictBase) -> torch.Tensor:
+        """The chosen targets of ``tensordict`` before standardisation, concatenated.
+
+        Returns a tensor of shape ``(*batch, n_agents, features)``: the next observation (or its
+        change, with ``predict_change=True``) and the reward, in that order, as chosen.
+
+        Raises:
+            ValueError: when an entry is missing (naming it and the keys present) or does not have
+                the shape the decoder expects.
+        """
+        parts = []
+        dims = self._target_dims()
+        if "next_observation" in self.targets:
+            key = self.tensor_keys.observation
+            next_key = unravel_key(("next", key))
+            value = self._get(tensordict, next_key, "next observation", dims["next_observation"])
+            if self.predict_change:
+                value = value - self._get(tensordict, key, "observation", dims["next_observation"])
+            parts.append(value)
+        if "reward" in self.targets:
+            key = unravel_key(("next", self.tensor_keys.reward))
+            parts.append(self._get(tensordict, key, "reward", dims["reward"]))
+        return torch.cat(parts, dim=-1)
+
+    def _observation(self, tensordict: TensorDictBase) -> torch.Tensor:
+        key = self.decoder.in_keys[1]
+        return self._get(tensordict, key, "observation", self.decoder.observation_dim)
+
+    @staticmethod
+    def _loc_scale(values: torch.Tensor, what: str) -> tuple[torch.Tensor, torch.Tensor]:
+        values = values.flatten(0, -2)
+        if not torch.isfinite(values).all():
+            raise ValueError(
+                f"the {what} hold {int((~torch.isfinite(values)).sum())} NaN or infinite values; "
+                "expected finite data."
+            )
+        loc = values.mean(0)
+        scale = values.std(0, unbiased=False)
+        scale = torch.where(scale > 1e-6 * (1 + loc.abs()), scale, torch.ones_like(scale))
+        return loc, scale
+
+    @torch.no_grad()
+    def set_statistics(self, tensordict: TensorDictBase) -> None:
+        """Sets the per-feature mean and standard deviation of the decoder's observation input and
+        of the targets, from every transition and agent of ``tensordict``.
+
+        Raises:
+            ValueError: when an entry is missing, has the wrong shape or holds NaN or infinite
+                values.
+        """
+        obs_loc, obs_scale = self._loc_scale(self._observation(tensordict), "observations")
+        target_loc, target_scale = self._loc_scale(self.raw_targets(tensordict), "targets")
+        self.observation_loc.copy_(obs_loc)
+        self.observation_scale.copy_(obs_scale)
+        self.target_loc.copy_(target_loc)
+        self.target_scale.copy_(target_scale)
+
+    def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
+        observation = self._observation(tensordict)
+        target = (self.raw_targets(tensordict) - self.target_loc) / self.target_scale
+        loc, scale = self.encoder.agent_distribution()
+        noise = torch.randn(
+            (*observation.shape[:-1], loc.shape[-1]), device=loc.device, dtype=loc.dtype
+        )
+        inputs = tensordict.select(self.decoder.in_keys[2])
+        inputs.set(self.decoder.in_keys[0], loc + scale * noise)
+        inputs.set(
+            self.decoder.in_keys[1], (observation - self.observation_loc) / self.observation_scale
+        )
+        outputs = self.decoder(inputs)
+        predictions = dict(zip(TARGETS, (outputs.get(key) for key in self.decoder.out_keys)))
+        reconstruction = sum(
+            (predictions[name] - part).pow(2).mean(-1)
+            for name, part in zip(
+                self.targets, target.split(list(self._target_dims().values()), dim=-1)
+            )
+        ).mean()
+        kl = kl_divergence(Normal(loc, scale), Normal(0.0, 1.0)).sum(-1).mean()
+        return TensorDict(
+            {
+                "loss_reconstruction": reconstruction,
+                "loss_kl": self.kl_weight * kl,
+                "kl": kl.detach(),
+            },
+            batch_size=[],
+        )
