@@ -4,8 +4,9 @@ For every preset and number of vectorised environments, four ways of stepping th
 scenario with uniformly random moves (the 5 discrete moves: no-op, -x, +x, -y, +y):
 
 - ``make_env rollout``: ``make_env(name, n).rollout(steps)``, i.e. TorchRL's ``VmasEnv`` with
-  the discrete-action lookup and ``RewardSum`` transforms, what users get;
-- ``VmasEnv rollout``: a bare ``VmasEnv`` over the same scenario with continuous actions;
+  the ``StepCounter``, discrete-action lookup and ``RewardSum`` transforms, what users get;
+- ``VmasEnv rollout``: a bare ``VmasEnv`` over the same scenario with continuous actions
+  (the 5 moves as forces) and VMAS's own time limit;
 - ``VmasEnv, VMAS discrete``: the same with VMAS's own discrete actions (9 moves, converted
   agent by agent inside VMAS), which ``make_env`` replaces by one table lookup;
 - ``raw vmas step``: ``vmas.make_env(...).step(actions)`` in a Python loop, no TorchRL.

@@ -209,7 +209,7 @@ def test_bps_blindness(name):
         )
 
 
-@pytest.mark.parametrize("name", ["bps-1", "bps-4", "bps-homogeneous"])
+@pytest.mark.parametrize("name", ["bps-1", "bps-4", "bps-5", "bps-homogeneous"])
 def test_bps_reward_by_colour(name):
     """reward_i = -0.5 * distance(agent i, landmark of agent i's colour), after real steps."""
     groups = SPEC[name][0]

@@ -209,6 +209,8 @@ class BlindParticleSpread(TypedScenario):
         self.obs_permutations = config["obs_permutations"]
         n_landmarks = config["n_landmarks"]
         self.obs_dim = 4 + 2 * n_landmarks
+        # Columns of agent i's own-colour landmark in the unpermuted observation: [N, 2].
+        self._own_columns = 4 + 2 * self.agent_types.unsqueeze(-1) + torch.arange(2, device=device)
         self._obs_index = None
         if self.obs_permutations is not None:
             # Row i of _obs_index is agent i's permutation: obs[:, i] = raw[:, i, index[i]].
@@ -241,8 +243,10 @@ class BlindParticleSpread(TypedScenario):
         landmarks = torch.stack([lm.state.pos for lm in self.world.landmarks], dim=1)  # [B, L, 2]
         rel = landmarks.unsqueeze(1) - pos.unsqueeze(2)  # [B, N, L, 2]
         obs = torch.cat([vel, pos, rel.flatten(2)], dim=-1)  # [B, N, 4 + 2L]
+        batch = obs.shape[0]
+        # own-colour landmark relative to the agent, read from the unpermuted observation
+        own = obs.gather(2, self._own_columns.expand(batch, -1, -1))  # [B, N, 2]
+        reward = -self.DISTANCE_PENALTY * torch.linalg.vector_norm(own, dim=-1)
         if self._obs_index is not None:
-            obs = obs.gather(2, self._obs_index.expand(obs.shape[0], -1, -1))
-        own = landmarks[:, self.agent_types]  # [B, N, 2]
-        reward = -self.DISTANCE_PENALTY * torch.linalg.vector_norm(pos - own, dim=-1)
+            obs = obs.gather(2, self._obs_index.expand(batch, -1, -1))
         return obs, reward

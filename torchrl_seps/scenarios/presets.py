@@ -187,7 +187,8 @@ def make_env(
         num_envs (int): number of vectorised environments (the batch size).
         device: torch device of the simulation. Default ``"cpu"``.
         seed (int, optional): seed of the simulator's random numbers (spawn positions).
-            The same seed gives the same episodes.
+            VMAS draws them from one stream per process, shared by all its environments:
+            the same seed and the same sequence of calls give the same episodes.
 
     Keyword Args:
         max_steps (int, optional): episode length; default 50 for presets, 100 for VMAS
