@@ -31,7 +31,7 @@ import json
 import math
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import torch
@@ -56,44 +56,70 @@ from torchrl_seps.transforms import AgentIdentityTransform
 METHODS = ("nops", "fups", "fups_id", "seps", "oracle")
 
 
+def option(default, help: str, **argparse_kwargs):
+    """A ``Config`` field with its command-line help and argparse settings."""
+    if isinstance(default, list):
+        argparse_kwargs = {"nargs": "+", "type": type(default[0]), **argparse_kwargs}
+        return field(default_factory=lambda: list(default), metadata={"help": help, **argparse_kwargs})
+    if isinstance(default, bool):
+        argparse_kwargs["action"] = argparse.BooleanOptionalAction
+    elif default is not None:
+        argparse_kwargs.setdefault("type", type(default))
+    return field(default=default, metadata={"help": help, **argparse_kwargs})
+
+
 @dataclass
 class Config:
-    """Every setting of a comparison; ``--help`` documents each as a command-line option."""
+    """Every setting of a comparison; each is a command-line option (``--help``)."""
 
-    preset: str = "bps-1"
-    methods: list[str] = field(default_factory=lambda: list(METHODS))
-    seeds: list[int] = field(default_factory=lambda: [0])
-    frames: int = 600_000  # environment frames per run, identification included for SePS
-    continuous_actions: bool = False  # 2-D forces instead of the 5 discrete moves
-    algorithm: str = "ppo"  # ppo or a2c
-    centralized_critic: bool = False  # MAPPO instead of IPPO (PPO only)
-    num_envs: int = 200
-    rollout_steps: int = 50  # steps per env and iteration: frames_per_batch = num_envs * this
-    lr: float = 3e-4
-    gamma: float = 0.99
-    lmbda: float = 0.95  # GAE lambda; A2C uses 1.0 (n-step returns over the rollout)
-    clip_epsilon: float = 0.2
-    entropy_coeff: float = 0.01
-    critic_coeff: float = 0.5
-    max_grad_norm: float = 0.5
-    ppo_epochs: int = 4
-    minibatches: int = 4
-    depth: int = 2
-    num_cells: int = 64
-    id_frames: int = 12_800  # SePS identification frames (env steps), counted in its budget
-    id_epochs: int | None = None  # identification defaults when None
-    n_groups: int | None = None  # SePS K; chosen automatically when None
-    eval_every: int = 2  # iterations between evaluations
-    eval_envs: int = 32
-    device: str = "auto"
-    output: str = "runs/vmas_seps"
-    logger: str = "csv"  # csv, tensorboard, wandb or none
-    gif: bool = True
-    progress: bool = True
+    preset: str = option("bps-1", "scenario preset (torchrl_seps.scenarios.list_presets())")
+    group_sizes: list[int] | None = option(
+        None, "agents per hidden type, overriding the preset's (e.g. 10 10 10)", nargs="+", type=int)
+    methods: list[str] = option(list(METHODS), "methods to compare", choices=METHODS)
+    seeds: list[int] = option([0, 1], "one run per method and seed")
+    frames: int = option(120_000, "environment frames per run; SePS's identification included")
+    continuous_actions: bool = option(False, "2-D forces instead of the 5 discrete moves")
+    algorithm: str = option("ppo", "ppo (IPPO, or MAPPO with --centralized-critic) or a2c "
+                            "(the paper's: --num-envs 8 --rollout-steps 5)", choices=("ppo", "a2c"))
+    centralized_critic: bool = option(False, "critics see all agents' observations (MAPPO)")
+    num_envs: int = option(40, "vectorised environments collected from")
+    rollout_steps: int = option(50, "steps per env and iteration (frames per batch = "
+                                "num_envs * rollout_steps)")
+    lr: float = option(3e-4, "Adam learning rate (actor and critic)")
+    gamma: float = option(0.99, "discount")
+    lmbda: float = option(0.95, "GAE lambda for PPO; A2C uses 1 (n-step returns)")
+    clip_epsilon: float = option(0.2, "PPO ratio clip")
+    entropy_coeff: float = option(0.01, "entropy bonus weight")
+    critic_coeff: float = option(0.5, "critic loss weight")
+    max_grad_norm: float = option(0.5, "gradient norm clip")
+    ppo_epochs: int = option(4, "PPO passes over each batch")
+    minibatches: int = option(4, "PPO minibatches per pass")
+    depth: int = option(2, "hidden layers of actor and critic")
+    num_cells: int = option(64, "units per hidden layer")
+    id_frames: int = option(12_800, "SePS identification frames, counted in its budget")
+    id_epochs: int | None = option(None, "identification epochs (its default when unset)", type=int)
+    n_groups: int | None = option(None, "SePS's K (chosen automatically when unset)", type=int)
+    eval_every: int = option(5, "iterations between evaluations")
+    eval_envs: int = option(32, "episodes per evaluation (deterministic policy)")
+    device: str = option("auto", "cpu, cuda, or auto (CUDA when present)")
+    threads: int | None = option(None, "torch CPU threads (torch's default when unset)", type=int)
+    output: str = option("runs/vmas_seps", "output folder")
+    logger: str = option("csv", "TorchRL logger for per-run scalars",
+                         choices=("csv", "tensorboard", "wandb", "none"))
+    gif: bool = option(True, "save a GIF of the trained SePS policy")
+    progress: bool = option(True, "progress bars")
 
     @property
     def frames_per_batch(self) -> int:
         return self.num_envs * self.rollout_steps
+
+    @property
+    def env_overrides(self) -> dict:
+        """Keyword arguments of ``make_env`` beyond the preset's."""
+        overrides = {"continuous_actions": self.continuous_actions}
+        if self.group_sizes is not None:
+            overrides["groups"] = tuple(self.group_sizes)
+        return overrides
 
     def validate(self) -> None:
         """Fails with a clear message before any training starts."""
@@ -102,6 +128,7 @@ class Config:
             raise ValueError(f"--methods must be among {list(METHODS)}, got {self.methods}.")
         if self.preset not in PRESETS:
             raise ValueError(f"--preset {self.preset!r} is unknown; presets: {list(PRESETS)}.")
+        make_env(self.preset, num_envs=1, **self.env_overrides)  # checks the scenario settings
         if self.algorithm not in ("ppo", "a2c"):
             raise ValueError(f"--algorithm must be 'ppo' or 'a2c', got {self.algorithm!r}.")
         if self.centralized_critic and self.algorithm != "ppo":
@@ -227,7 +254,7 @@ def run(method: str, seed: int, config: Config, out: Path) -> dict:
     """Trains one method with one seed; returns its rows and summary."""
     torch.manual_seed(seed)
     device = resolve_device(config.device)
-    env_options = dict(device=device, continuous_actions=config.continuous_actions)
+    env_options = dict(device=device, **config.env_overrides)
     env = make_env(config.preset, config.num_envs, seed=seed, **env_options)
     eval_env = make_env(config.preset, config.eval_envs, seed=seed + 10_000, **env_options)
     max_steps = PRESETS[config.preset].max_steps
@@ -391,21 +418,14 @@ def report(config: Config, runs: list[dict], out: Path) -> str:
 
 
 def parse_args(argv: list[str] | None = None) -> Config:
-    defaults = Config()
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    for name, value in asdict(defaults).items():
-        flag = "--" + name.replace("_", "-")
-        if isinstance(value, bool):
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=value)
-        elif isinstance(value, list):
-            parser.add_argument(flag, nargs="+", type=type(value[0]), default=value)
-        elif value is None:
-            parser.add_argument(flag, type=int, default=None)
-        else:
-            parser.add_argument(flag, type=type(value), default=value)
+    defaults = Config()
+    for spec in fields(Config):
+        flag = "--" + spec.name.replace("_", "-")
+        parser.add_argument(flag, default=getattr(defaults, spec.name), **spec.metadata)
     return Config(**vars(parser.parse_args(argv)))
 
 
@@ -413,8 +433,10 @@ def main(argv: list[str] | None = None) -> dict:
     config = parse_args(argv)
     try:
         config.validate()
-    except ValueError as error:
+    except (TypeError, ValueError) as error:
         raise SystemExit(f"error: {error}") from None
+    if config.threads is not None:
+        torch.set_num_threads(config.threads)
     out = Path(config.output)
     out.mkdir(parents=True, exist_ok=True)
     runs = [run(method, seed, config, out) for seed in config.seeds for method in config.methods]

@@ -96,18 +96,32 @@ def test_plots_gif_and_checkpoints(tiny_run):
 @pytest.mark.parametrize(
     "extra, message",
     [
-        (["--methods", "fups", "magic"], "--methods must be among"),
         (["--preset", "bps-9"], "--preset 'bps-9' is unknown"),
         (["--frames", "330"], "fewer than one batch"),
-        (["--algorithm", "sac"], "--algorithm must be"),
         (["--minibatches", "3"], "must divide the frames per batch"),
         (["--algorithm", "a2c", "--centralized-critic"], "needs --algorithm ppo"),
+        (["--group-sizes", "4", "0"], "groups"),
+        (["--num-envs", "0"], "--num-envs must be positive"),
     ],
 )
 def test_bad_config_fails_before_training(vmas_seps, tmp_path, extra, message):
     with pytest.raises(SystemExit, match=message):
         vmas_seps.main(tiny_args(tmp_path / "bad", *extra))
     assert not (tmp_path / "bad").exists()
+
+
+@pytest.mark.parametrize("extra", [["--methods", "fups", "magic"], ["--algorithm", "sac"]])
+def test_bad_choices_are_refused_by_the_parser(vmas_seps, tmp_path, capsys, extra):
+    with pytest.raises(SystemExit):
+        vmas_seps.main(tiny_args(tmp_path / "bad", *extra))
+    assert "invalid choice" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
+
+
+def test_group_sizes_override_the_preset(vmas_seps):
+    config = vmas_seps.parse_args(["--preset", "bps-1", "--group-sizes", "2", "2"])
+    assert config.env_overrides["groups"] == (2, 2)
+    assert vmas_seps.parse_args([]).group_sizes is None
 
 
 def test_a2c_with_continuous_actions_runs(vmas_seps, tmp_path):
