@@ -61,8 +61,12 @@ class EveryGroupMLP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         inner = self.inner
+        weights = inner._stacked_weights()
         all_outputs = torch.stack(  # [K, *batch, N, out]
-            [inner._call_group(inner.params[g], x) for g in range(inner.n_groups)]
+            [
+                inner._call_group({name: w[g] for name, w in weights.items()}, x)
+                for g in range(inner.n_groups)
+            ]
         )
         return all_outputs[inner.groups, ..., self.agents, :].movedim(0, -2)
 

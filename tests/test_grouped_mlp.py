@@ -5,7 +5,7 @@ import torch
 from tensordict import TensorDict
 from torch import nn
 from torch.nn import functional as F
-from torchrl.modules import MultiAgentMLP
+from torchrl.modules import MLP, MultiAgentMLP
 
 from torchrl_seps import GroupedMultiAgentMLP
 
@@ -17,6 +17,8 @@ GROUPINGS = {
     "interleaved": [1, 0, 2, 0, 1],
     "unshared": [0, 1, 2, 3, 4],
     "unshared_permuted": [3, 0, 4, 1, 2],
+    "equal_contiguous": [0, 0, 1, 1, 2, 2],
+    "equal_interleaved": [2, 0, 1, 0, 2, 1],
 }
 
 
@@ -44,13 +46,29 @@ def reference_forward(mlp: GroupedMultiAgentMLP, x: torch.Tensor) -> torch.Tenso
 
 @pytest.mark.parametrize("grouping", list(GROUPINGS))
 @pytest.mark.parametrize("centralized", [False, True])
-@pytest.mark.parametrize("batch", [(), (7,), (4, 3)])
+@pytest.mark.parametrize("batch", [(), (7,), (4, 3), (1100,)])  # 1100: past the batched path
 def test_matches_per_agent_reference(grouping, centralized, batch):
     mlp = make(GROUPINGS[grouping], centralized=centralized)
-    x = torch.randn(*batch, 5, N_IN)
+    n_agents = len(GROUPINGS[grouping])
+    x = torch.randn(*batch, n_agents, N_IN)
     out = mlp(x)
-    assert out.shape == (*batch, 5, N_OUT)
+    assert out.shape == (*batch, n_agents, N_OUT)
     torch.testing.assert_close(out, reference_forward(mlp, x))
+
+
+@pytest.mark.parametrize("grouping", ["interleaved", "equal_interleaved", "unshared_permuted"])
+def test_layers_with_parameters_match_one_torchrl_mlp_per_group(grouping):
+    """Networks with norm layers run through module swapping; compare with plain MLPs."""
+    groups = GROUPINGS[grouping]
+    kwargs = dict(depth=2, num_cells=8, norm_class=nn.LayerNorm, norm_kwargs={"normalized_shape": 8})
+    mlp = make(groups, **kwargs)
+    x = torch.randn(7, len(groups), N_IN)
+    expected = []
+    for agent, group in enumerate(groups):
+        net = MLP(in_features=N_IN, out_features=N_OUT, **kwargs)
+        mlp.params[group].to_module(net)
+        expected.append(net(x[:, agent]))
+    torch.testing.assert_close(mlp(x), torch.stack(expected, dim=-2))
 
 
 def test_split_inputs_are_concatenated():
@@ -91,20 +109,23 @@ def test_same_group_same_input_same_output_and_groups_differ():
 @pytest.mark.parametrize("grouping", list(GROUPINGS))
 def test_decentralized_agents_are_independent(grouping):
     mlp = make(GROUPINGS[grouping])
-    x = torch.randn(8, 5, N_IN)
+    n_agents = len(GROUPINGS[grouping])
+    x = torch.randn(8, n_agents, N_IN)
     x2 = x.clone()
     x2[:, 3] += 1.0
     changed = (mlp(x) - mlp(x2)).abs().sum(dim=(0, 2)) > 0
-    assert changed.tolist() == [False, False, False, True, False]
+    assert changed.tolist() == [agent == 3 for agent in range(n_agents)]
 
 
-@pytest.mark.parametrize("grouping", ["contiguous", "interleaved", "unshared_permuted"])
+@pytest.mark.parametrize(
+    "grouping", ["contiguous", "interleaved", "unshared_permuted", "equal_interleaved"]
+)
 @pytest.mark.parametrize("centralized", [False, True])
 def test_gradients_reach_only_the_groups_used_and_sum_over_agents(grouping, centralized):
     groups = GROUPINGS[grouping]
     mlp = make(groups, centralized=centralized)
-    x = torch.randn(6, 5, N_IN)
-    weights = torch.randn(6, 5, N_OUT)
+    x = torch.randn(6, len(groups), N_IN)
+    weights = torch.randn(6, len(groups), N_OUT)
     # Only agent 3's output: only its group receives gradients.
     (mlp(x)[:, 3] * weights[:, 3]).sum().backward()
     for group in range(mlp.n_groups):
@@ -256,7 +277,7 @@ def test_vmap_over_parameters_and_buffers(grouping, centralized):
         lambda t: t + 0.5 if t.is_floating_point() else t
     )
     stacked = torch.stack([params, shifted], 0)
-    x = torch.randn(2, 6, 5, N_IN)
+    x = torch.randn(2, 6, len(GROUPINGS[grouping]), N_IN)
 
     def call(p, inp):
         with p.to_module(mlp):
@@ -272,15 +293,16 @@ def test_vmap_over_parameters_and_buffers(grouping, centralized):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @pytest.mark.parametrize("grouping", list(GROUPINGS))
 def test_cuda_matches_cpu(grouping):
-    mlp = make(GROUPINGS[grouping])
-    x = torch.randn(16, 5, N_IN)
+    groups = GROUPINGS[grouping]
+    mlp = make(groups)
+    x = torch.randn(16, len(groups), N_IN)
     expected = mlp(x)
     mlp = mlp.to("cuda")
     assert mlp.groups.device.type == "cuda"
     torch.testing.assert_close(mlp(x.cuda()).cpu(), expected)
-    mlp.set_groups([0, 0, 1, 1, 1])
+    mlp.set_groups([agent % 2 for agent in range(len(groups))])
     assert mlp.groups.device.type == "cuda" and mlp.params.device.type == "cuda"
-    assert mlp(x.cuda()).shape == (16, 5, N_OUT)
+    assert mlp(x.cuda()).shape == (16, len(groups), N_OUT)
 
 
 def test_device_argument_places_parameters_and_groups():

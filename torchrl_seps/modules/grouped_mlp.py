@@ -5,9 +5,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
-from tensordict import TensorDict, TensorDictBase
+from tensordict import TensorDict
 from tensordict.nn import TensorDictParams
 from torch import nn
+from torch.nn import functional as F
 from torchrl.modules import MLP
 
 GroupsLike = Sequence[int] | torch.Tensor
@@ -64,36 +65,42 @@ def validate_groups(groups: GroupsLike, n_agents: int) -> torch.Tensor:
     return ids
 
 
+# Equal-size groups run as one batched matrix product per layer up to this many rows per group,
+# and as one matrix product per group above it: on the CPU the batched product wins on small
+# batches (fewer operations) and loses on large ones (benchmarks/grouped_mlp.py --batch).
+_BATCHED_MAX_ROWS = 2048
+
+
 @dataclass(frozen=True)
 class _Routing:
     """How agents reach their group's parameters; derived once per assignment, never in forward.
 
-    Holding Python objects only keeps the forward pass vmap-safe: TorchRL's value estimators
-    call the critic under ``torch.vmap`` with the module's buffers batched.
+    The forward pass moves the agent dimension first, sorts the agents by group (``order``), runs
+    each group on its contiguous block of rows and restores the agent order (``inverse``). Holding Python objects only
+    keeps it vmap-safe: TorchRL's value estimators call the critic under ``torch.vmap`` with the
+    module's buffers batched.
     """
 
-    members: tuple[slice | list[int], ...]  # agents of each group, a slice when contiguous
-    inverse: list[int] | None  # agent order of the concatenated group outputs, if not identity
     groups: list[int]  # groups[i] is agent i's parameter set
-    one_agent_per_group: bool
+    sizes: list[int]  # agents per group
+    order: list[int] | None  # agents sorted by group (stable), None if already sorted
+    inverse: list[int] | None  # position of each agent in ``order``, None if already sorted
 
     @classmethod
     def from_groups(cls, groups: torch.Tensor) -> _Routing:
         ids = groups.tolist()
-        n_groups = max(ids) + 1
-        members: list[slice | list[int]] = []
-        order: list[int] = []
-        for group in range(n_groups):
-            agents = [i for i, g in enumerate(ids) if g == group]
-            contiguous = agents == list(range(agents[0], agents[-1] + 1))
-            members.append(slice(agents[0], agents[-1] + 1) if contiguous else agents)
-            order.extend(agents)
-        inverse = None
-        if order != sorted(order):
-            inverse = [0] * len(order)
-            for position, agent in enumerate(order):
-                inverse[agent] = position
-        return cls(tuple(members), inverse, ids, n_groups == len(ids))
+        sizes = [ids.count(group) for group in range(max(ids) + 1)]
+        order = sorted(range(len(ids)), key=ids.__getitem__)
+        if order == sorted(order):
+            return cls(ids, sizes, None, None)
+        inverse = [0] * len(order)
+        for position, agent in enumerate(order):
+            inverse[agent] = position
+        return cls(ids, sizes, order, inverse)
+
+    @property
+    def equal_sizes(self) -> bool:
+        return len(set(self.sizes)) == 1
 
 
 class GroupedMultiAgentMLP(nn.Module):
@@ -195,8 +202,9 @@ class GroupedMultiAgentMLP(nn.Module):
         ids = validate_groups(groups, n_agents)
         self.register_buffer("groups", ids.to(device))
         self.params = self._new_params(int(ids.max()) + 1, device)
-        # A parameter-free skeleton that each group's parameters are swapped into.
+        # A parameter-free skeleton of one group's network, and how to run it functionally.
         self._empty_net = MLP(device="meta", **self._mlp_kwargs)
+        self._layers = _plain_layers(self._empty_net)
         TensorDict.from_module(self._empty_net).data.to_module(
             self._empty_net, preserve_module_state=False
         )
@@ -250,37 +258,72 @@ class GroupedMultiAgentMLP(nn.Module):
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
         x = torch.cat(inputs, dim=-1) if len(inputs) > 1 else inputs[0]
         self._check_input(x)
-        routing = self._routing
         if self.centralized:
             return self._forward_centralized(x.flatten(-2, -1))
-        if routing.one_agent_per_group:
-            params = self.params if routing.inverse is None else self.params[routing.groups]
-            agent_dim = x.ndim - 2
-            return torch.vmap(
-                self._call_group,
-                in_dims=(0, agent_dim),
-                out_dims=agent_dim,
-                randomness="different",
-            )(params, x)
-        outputs = [
-            self._call_group(self.params[group], x[..., agents, :])
-            for group, agents in enumerate(routing.members)
-        ]
-        out = torch.cat(outputs, dim=-2) if len(outputs) > 1 else outputs[0]
-        return out if routing.inverse is None else out[..., routing.inverse, :]
+        weights = self._stacked_weights()
+        if self.n_groups == 1:
+            return self._call_group({name: w[0] for name, w in weights.items()}, x)
+        routing = self._routing
+        # Agent-major and sorted by group: each group's rows are one contiguous block.
+        x = x.movedim(-2, 0)
+        if routing.order is not None:
+            x = x[routing.order]
+        rows = x[0].numel() // x.shape[-1] * routing.sizes[0]
+        if routing.equal_sizes and (x.is_cuda or rows <= _BATCHED_MAX_ROWS):
+            out = self._call_groups(weights, x.reshape(self.n_groups, rows, x.shape[-1]))
+        else:
+            out = torch.cat(
+                [
+                    self._call_group({name: w[group] for name, w in weights.items()}, block)
+                    for group, block in enumerate(x.split(routing.sizes))
+                ]
+            )
+        out = out.reshape(self.n_agents, *x.shape[1:-1], self.n_agent_outputs)
+        if routing.inverse is not None:
+            out = out[routing.inverse]
+        return out.movedim(0, -2)
 
     def _forward_centralized(self, x: torch.Tensor) -> torch.Tensor:
+        weights = self._stacked_weights()
         if self.n_groups == 1:
-            out = self._call_group(self.params[0], x).unsqueeze(-2)
+            out = self._call_group({name: w[0] for name, w in weights.items()}, x).unsqueeze(-2)
             return out.expand(*out.shape[:-2], self.n_agents, self.n_agent_outputs)
         per_group = torch.vmap(
             self._call_group, in_dims=(0, None), out_dims=-2, randomness="different"
-        )(self.params, x)
+        )(weights, x)
         return per_group[..., self._routing.groups, :]
 
-    def _call_group(self, params: TensorDictBase, x: torch.Tensor) -> torch.Tensor:
-        with params.to_module(self._empty_net, preserve_module_state=False):
-            return self._empty_net(x)
+    def _stacked_weights(self) -> dict[str, torch.Tensor]:
+        """Every parameter of one group's MLP, stacked over groups, by its dotted name."""
+        return {".".join(key): value for key, value in self.params.items(True, True)}
+
+    def _call_group(self, weights: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        """One group's MLP on ``x``, given that group's parameters by dotted name."""
+        if self._layers is None:  # layers other than Linear hold parameters: swap them in
+            params = TensorDict(weights).unflatten_keys(".")
+            with params.to_module(self._empty_net, preserve_module_state=False):
+                return self._empty_net(x)
+        for name, layer in self._layers:
+            if layer is None:
+                x = F.linear(x, weights[f"{name}.weight"], weights.get(f"{name}.bias"))
+            else:
+                x = layer(x)
+        return x
+
+    def _call_groups(self, weights: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        """Every group's MLP on its rows of ``x`` (shape ``[K, rows, in]``), batched over groups."""
+        if self._layers is None:
+            return torch.vmap(self._call_group, randomness="different")(weights, x)
+        for name, layer in self._layers:
+            if layer is not None:
+                x = layer(x)
+                continue
+            weight, bias = weights[f"{name}.weight"], weights.get(f"{name}.bias")
+            if bias is None:
+                x = torch.bmm(x, weight.transpose(-1, -2))
+            else:
+                x = torch.baddbmm(bias.unsqueeze(-2), x, weight.transpose(-1, -2))
+        return x
 
     def _check_input(self, x: torch.Tensor) -> None:
         if x.ndim < 2 or x.shape[-2] != self.n_agents:
@@ -301,6 +344,24 @@ class GroupedMultiAgentMLP(nn.Module):
             f"group_sizes={self.group_sizes}, centralized={self.centralized},\n"
             f"  mlp={self._empty_net!r})"
         )
+
+
+def _plain_layers(net: nn.Module) -> list[tuple[str, nn.Module | None]] | None:
+    """The layers of ``net`` in order, ``None`` standing for a plain ``nn.Linear``.
+
+    Running the linear layers with :func:`torch.nn.functional.linear` on each group's weights
+    skips swapping parameters into the module, which dominates the cost on small batches.
+    Returns ``None`` when a layer other than ``nn.Linear`` holds parameters (a norm layer, say).
+    """
+    layers = []
+    for name, layer in net.named_children():
+        if type(layer) is nn.Linear:
+            layers.append((name, None))
+        elif any(True for _ in layer.parameters()):
+            return None
+        else:
+            layers.append((name, layer))
+    return layers
 
 
 def _regroup_before_load(
