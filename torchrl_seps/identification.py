@@ -118,7 +118,7 @@ def collect_transitions(
             "observation")``, ``(group, "action")`` and ``(group, "reward")``, as VMAS and the
             other TorchRL multi-agent wrappers provide.
         frames (int): number of frames (environment steps times batched environments); rounded
-            up to a whole number of steps of the batched environment.
+            up to whole collector batches of at most 50 steps of the batched environment.
 
     Keyword Args:
         policy (callable, optional): the policy that acts; ``None`` (the default) acts uniformly
