@@ -1,1 +1,29 @@
+"""VMAS scenarios whose agents have hidden types, and ``make_env`` to use them with TorchRL.
+
+- :class:`BlindParticleSpread`: the agents' types differ in what they are rewarded for.
+- :class:`RotatedNavigation`: the agents' types differ in how their actions move them.
+- :func:`make_env`, :func:`list_presets`, :func:`agent_types`: named tasks (``"bps-1"`` ..
+  ``"bps-6"``, ``"rotnav-2x4"``, ...) as TorchRL environments, and their ground truth.
+- :func:`render_rollout`, :func:`save_gif`: watch a rollout, agents coloured by type.
+"""
 from __future__ import annotations
+
+from torchrl_seps.scenarios.actions import FIVE_MOVES, DiscreteActionTable
+from torchrl_seps.scenarios.blind_spread import BlindParticleSpread
+from torchrl_seps.scenarios.presets import PRESETS, Preset, agent_types, list_presets, make_env
+from torchrl_seps.scenarios.render import render_rollout, save_gif
+from torchrl_seps.scenarios.rotated_navigation import RotatedNavigation
+
+__all__ = [
+    "BlindParticleSpread",
+    "RotatedNavigation",
+    "DiscreteActionTable",
+    "FIVE_MOVES",
+    "PRESETS",
+    "Preset",
+    "agent_types",
+    "list_presets",
+    "make_env",
+    "render_rollout",
+    "save_gif",
+]

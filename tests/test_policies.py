@@ -1,20 +1,16 @@
-"""GroupedMultiAgentMLP inside TorchRL: actor, critic, collector over VMAS, PPO and A2C losses."""
+"""Grouped actors and critics inside TorchRL: collector over VMAS, PPO and A2C updates."""
 from __future__ import annotations
 
 import pytest
 import torch
-from tensordict.nn import TensorDictModule
-from torch import nn
 from torchrl.collectors import Collector
 from torchrl.envs.libs.vmas import VmasEnv
 from torchrl.envs.utils import check_env_specs
-from torchrl.modules import ProbabilisticActor, ValueOperator
-from torchrl.modules.distributions import NormalParamExtractor, TanhNormal
 from torchrl.objectives import A2CLoss, ValueEstimators
 from torchrl.objectives.multiagent import IPPOLoss, MAPPOLoss
-from torch.distributions import Categorical
 
 from torchrl_seps import GroupedMultiAgentMLP
+from torchrl_seps.policies import make_actor, make_critic
 
 N_AGENTS = 3
 GROUPS = [1, 0, 1]
@@ -34,45 +30,10 @@ def make_env(continuous: bool) -> VmasEnv:
     return env
 
 
-def make_actor_critic(env: VmasEnv, continuous: bool, centralized_critic: bool):
-    obs_dim = env.observation_spec["agents", "observation"].shape[-1]
-    action_spec = env.full_action_spec_unbatched[env.action_key]
-    if continuous:
-        n_out = 2 * action_spec.shape[-1]
-    else:
-        n_out = action_spec.space.n
-    kwargs = dict(n_agents=N_AGENTS, groups=GROUPS, depth=1, num_cells=16)
-    net = GroupedMultiAgentMLP(obs_dim, n_out, centralized=False, **kwargs)
-    if continuous:
-        module = TensorDictModule(
-            nn.Sequential(net, NormalParamExtractor()),
-            in_keys=[("agents", "observation")],
-            out_keys=[("agents", "loc"), ("agents", "scale")],
-        )
-        dist = dict(
-            distribution_class=TanhNormal,
-            distribution_kwargs={"low": action_spec.space.low, "high": action_spec.space.high},
-        )
-        dist_keys = [("agents", "loc"), ("agents", "scale")]
-    else:
-        module = TensorDictModule(
-            net, in_keys=[("agents", "observation")], out_keys=[("agents", "logits")]
-        )
-        dist = dict(distribution_class=Categorical)
-        dist_keys = [("agents", "logits")]
-    actor = ProbabilisticActor(
-        module,
-        spec=action_spec,
-        in_keys=dist_keys,
-        out_keys=[env.action_key],
-        return_log_prob=True,
-        **dist,
-    )
-    critic = ValueOperator(
-        GroupedMultiAgentMLP(obs_dim, 1, centralized=centralized_critic, **kwargs),
-        in_keys=[("agents", "observation")],
-        out_keys=[("agents", "state_value")],
-    )
+def make_actor_critic(env: VmasEnv, centralized_critic: bool):
+    kwargs = dict(groups=GROUPS, depth=1, num_cells=16)
+    actor = make_actor(env, **kwargs)
+    critic = make_critic(env, centralized=centralized_critic, **kwargs)
     return actor, critic
 
 
@@ -119,7 +80,7 @@ def one_update(env, actor, loss_module) -> None:
 @pytest.mark.parametrize("centralized_critic, loss_class", [(False, IPPOLoss), (True, MAPPOLoss)])
 def test_ppo_update_over_vmas(centralized_critic, loss_class):
     env = make_env(continuous=False)
-    actor, critic = make_actor_critic(env, continuous=False, centralized_critic=centralized_critic)
+    actor, critic = make_actor_critic(env, centralized_critic=centralized_critic)
     loss_module = loss_class(actor, critic, entropy_coeff=0.01)
     set_multiagent_keys(loss_module, env)
     loss_module.make_value_estimator(ValueEstimators.MAGAE, gamma=0.99, lmbda=0.95)
@@ -128,8 +89,21 @@ def test_ppo_update_over_vmas(centralized_critic, loss_class):
 
 def test_a2c_update_over_vmas_continuous():
     env = make_env(continuous=True)
-    actor, critic = make_actor_critic(env, continuous=True, centralized_critic=False)
+    actor, critic = make_actor_critic(env, centralized_critic=False)
     loss_module = A2CLoss(actor, critic, entropy_coeff=0.01, critic_coeff=0.5)
     set_multiagent_keys(loss_module, env)
     loss_module.make_value_estimator(ValueEstimators.MAGAE, gamma=0.99, lmbda=1.0)
     one_update(env, actor, loss_module)
+
+
+@pytest.mark.parametrize("continuous", [False, True])
+def test_actor_and_critic_are_grouped_networks(continuous):
+    env = make_env(continuous)
+    actor, critic = make_actor_critic(env, centralized_critic=False)
+    nets = [m for m in (*actor.modules(), *critic.modules()) if isinstance(m, GroupedMultiAgentMLP)]
+    assert len(nets) == 2
+    assert all(net.groups.tolist() == GROUPS for net in nets)
+    td = critic(actor(env.reset()))
+    spec = env.full_action_spec_unbatched[env.action_key]
+    assert spec.is_in(td["agents", "action"][0])
+    assert td["agents", "state_value"].shape == (4, N_AGENTS, 1)

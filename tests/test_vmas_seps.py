@@ -1,0 +1,118 @@
+"""The main job, ``benchmarks/vmas_seps.py``, in a tiny configuration."""
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from torchrl_seps.policies import make_actor
+from torchrl_seps.scenarios import make_env
+
+SCRIPT = Path(__file__).parents[1] / "benchmarks" / "vmas_seps.py"
+METHODS = ["nops", "fups", "fups_id", "seps", "oracle"]
+
+
+@pytest.fixture(scope="module")
+def vmas_seps():
+    spec = importlib.util.spec_from_file_location("vmas_seps", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def tiny_args(out: Path, *extra: str) -> list[str]:
+    return [
+        "--preset", "rotnav-2x4", "--frames", "720", "--num-envs", "4", "--rollout-steps", "10",
+        "--id-frames", "320", "--id-epochs", "2", "--eval-envs", "2", "--eval-every", "3",
+        "--minibatches", "2", "--ppo-epochs", "1", "--seeds", "0", "1", "--num-cells", "16",
+        "--output", str(out), "--no-progress", *extra,
+    ]
+
+
+@pytest.fixture(scope="module")
+def tiny_run(vmas_seps, tmp_path_factory):
+    out = tmp_path_factory.mktemp("vmas_seps")
+    result = vmas_seps.main(tiny_args(out))
+    return out, result
+
+
+def test_table_has_a_row_per_method(tiny_run):
+    _, result = tiny_run
+    lines = result["table"].splitlines()
+    assert lines[0].startswith("| method | final return | frames to 90% |")
+    assert [line.split(" | ")[0].strip("| ") for line in lines[2:]] == METHODS
+    rows = {line.split(" | ")[0].strip("| "): line.split(" | ") for line in lines[2:]}
+    assert rows["nops"][6] == "8/8" and rows["fups"][6] == "1/1" and rows["oracle"][6] == "2/2"
+    assert rows["oracle"][7].strip(" |") == "1.00/1.00"
+
+
+def test_results_csv_has_every_iteration(tiny_run):
+    out, _ = tiny_run
+    with open(out / "results.csv") as f:
+        rows = list(csv.DictReader(f))
+    for method in METHODS:
+        for seed in ("0", "1"):
+            run = [r for r in rows if r["method"] == method and r["seed"] == seed]
+            frames = [int(r["frames"]) for r in run]
+            # SePS spends 320 of its 720 frames on identification: 10 iterations of 40 frames
+            start = 320 if method == "seps" else 0
+            assert frames == list(range(start, 721, 40)), (method, seed, frames)
+            assert run[0]["eval_return"] != "" and run[-1]["eval_return"] != ""
+            assert all(float(r["fps"]) > 0 for r in run[1:])
+
+
+def test_summary_json(tiny_run):
+    out, _ = tiny_run
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["config"]["preset"] == "rotnav-2x4" and summary["config"]["frames"] == 720
+    assert list(summary["methods"]) == METHODS
+    seps = summary["methods"]["seps"]
+    assert [run["identification_frames"] for run in seps["runs"]] == [320, 320]
+    nops, fups = summary["methods"]["nops"], summary["methods"]["fups"]
+    assert nops["parameters"] == 8 * fups["parameters"]
+    for method in METHODS:
+        assert len(summary["methods"][method]["runs"]) == 2
+        assert summary["methods"][method]["final_eval_return_std"] >= 0
+
+
+def test_plots_gif_and_checkpoints(tiny_run):
+    out, _ = tiny_run
+    for name in ("learning_curves.png", "seps_embeddings.png"):
+        assert (out / name).read_bytes()[:4] == b"\x89PNG"
+    assert (out / "seps_policy.gif").read_bytes()[:6] == b"GIF89a"
+    checkpoint = torch.load(out / "checkpoints" / "oracle_seed1.pt", weights_only=False)
+    actor = make_actor(make_env("rotnav-2x4", num_envs=1), groups=[0] * 8, num_cells=16)
+    actor.load_state_dict(checkpoint["actor"])  # adopts the saved groups
+    nets = [m for m in actor.modules() if hasattr(m, "set_groups")]
+    assert nets[0].groups.tolist() == checkpoint["groups"] == [0, 0, 0, 0, 1, 1, 1, 1]
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--methods", "fups", "magic"], "--methods must be among"),
+        (["--preset", "bps-9"], "--preset 'bps-9' is unknown"),
+        (["--frames", "330"], "fewer than one batch"),
+        (["--algorithm", "sac"], "--algorithm must be"),
+        (["--minibatches", "3"], "must divide the frames per batch"),
+        (["--algorithm", "a2c", "--centralized-critic"], "needs --algorithm ppo"),
+    ],
+)
+def test_bad_config_fails_before_training(vmas_seps, tmp_path, extra, message):
+    with pytest.raises(SystemExit, match=message):
+        vmas_seps.main(tiny_args(tmp_path / "bad", *extra))
+    assert not (tmp_path / "bad").exists()
+
+
+def test_a2c_with_continuous_actions_runs(vmas_seps, tmp_path):
+    result = vmas_seps.main(
+        tiny_args(tmp_path, "--algorithm", "a2c", "--methods", "fups", "--seeds", "0",
+                  "--continuous-actions", "--no-gif", "--logger", "none")
+    )
+    assert "| fups |" in result["table"]

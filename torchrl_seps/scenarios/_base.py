@@ -1,0 +1,219 @@
+"""Shared machinery of the scenarios with hidden agent types.
+
+:class:`TypedScenario` is a VMAS :class:`~vmas.simulator.scenario.BaseScenario` whose agents
+carry a hidden integer type. VMAS asks a scenario for observations and rewards one agent at a
+time; :class:`TypedScenario` answers the first such question of a step by computing the
+quantities of *all* agents in one batched call (:meth:`TypedScenario.compute`) and serves the
+other agents by slicing that result. The cached result is dropped whenever the world state
+changes: after every physics step, on every reset, and whenever an entity is moved through
+VMAS's setters (``set_pos``, ``set_vel``, ...), which notify their observers.
+"""
+from __future__ import annotations
+
+import colorsys
+import numbers
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from vmas.simulator.core import Agent, Entity, Sphere, World
+from vmas.simulator.scenario import BaseScenario
+from vmas.simulator.utils import Observer
+
+__all__ = ["TypedScenario", "type_color", "DECOY_COLOR"]
+
+# Colour-blind friendly hues for the first types; more types get evenly spaced hues.
+_PALETTE: tuple[tuple[float, float, float], ...] = (
+    (0.12, 0.47, 0.71),  # blue
+    (1.00, 0.50, 0.05),  # orange
+    (0.17, 0.63, 0.17),  # green
+    (0.84, 0.15, 0.16),  # red
+    (0.58, 0.40, 0.74),  # purple
+    (0.55, 0.34, 0.29),  # brown
+    (0.89, 0.47, 0.76),  # pink
+    (0.74, 0.74, 0.13),  # olive
+    (0.09, 0.75, 0.81),  # cyan
+)
+#: Colour of entities that belong to no type (decoy landmarks, a shared goal).
+DECOY_COLOR: tuple[float, float, float] = (0.45, 0.45, 0.45)
+
+
+def type_color(type_index: int, n_types: int) -> tuple[float, float, float]:
+    """RGB colour (floats in ``[0, 1]``) used to draw entities of a hidden type.
+
+    The first nine types use a fixed colour-blind friendly palette; with more than nine
+    types every type gets an evenly spaced hue instead.
+
+    Args:
+        type_index (int): the type, in ``[0, n_types)``.
+        n_types (int): how many types the scenario has.
+
+    Examples:
+        >>> type_color(0, 3)
+        (0.12, 0.47, 0.71)
+        >>> len({type_color(k, 12) for k in range(12)})
+        12
+    """
+    if not 0 <= type_index < n_types:
+        raise ValueError(f"type_index must be in [0, {n_types}), got {type_index}")
+    if n_types <= len(_PALETTE):
+        return _PALETTE[type_index]
+    r, g, b = colorsys.hsv_to_rgb(type_index / n_types, 0.75, 0.85)
+    return (r, g, b)
+
+
+def check_groups(groups: Any, name: str = "groups") -> tuple[int, ...]:
+    """Validate a sequence of group sizes (agents per type) and return it as a tuple."""
+    if isinstance(groups, (str, bytes)) or not isinstance(groups, Sequence):
+        raise TypeError(
+            f"{name} must be a sequence of positive ints (agents per type), "
+            f"got {type(groups).__name__} {groups!r}"
+        )
+    if len(groups) == 0:
+        raise ValueError(f"{name} must contain at least one group size, got {groups!r}")
+    for size in groups:
+        if isinstance(size, bool) or not isinstance(size, numbers.Integral):
+            raise TypeError(
+                f"{name} must contain ints (agents per type), got {size!r} in {groups!r}"
+            )
+        if size < 1:
+            raise ValueError(f"every entry of {name} must be >= 1, got {groups!r}")
+    return tuple(int(size) for size in groups)
+
+
+def check_positive(value: Any, name: str) -> float:
+    """Validate a positive finite real number and return it as a float."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a positive number, got {type(value).__name__} {value!r}")
+    if not 0 < float(value) < float("inf"):
+        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+    return float(value)
+
+
+def check_unknown(kwargs: dict[str, Any], valid: Sequence[str], scenario: str) -> None:
+    """Raise ``TypeError`` for keyword arguments a scenario does not know."""
+    unknown = sorted(set(kwargs) - set(valid))
+    if unknown:
+        raise TypeError(
+            f"{scenario} got unexpected keyword argument(s) {unknown}; "
+            f"valid ones are {sorted(valid)}"
+        )
+
+
+class _StateWatcher(Observer):
+    """Drops a scenario's cached per-agent quantities when an entity is moved by hand."""
+
+    def __init__(self, scenario: TypedScenario) -> None:
+        self.scenario = scenario
+
+    def notify(self, observable: Any, *args: Any, **kwargs: Any) -> None:
+        self.scenario.invalidate()
+
+
+class TypedScenario(BaseScenario):
+    """A VMAS scenario whose agents have hidden types, computed for all agents at once.
+
+    Subclasses build the world in ``make_world`` (:meth:`set_types` first, then
+    :meth:`add_agents`, their landmarks, and :meth:`finish_world`), implement
+    ``reset_world_at`` (e.g. with :meth:`spawn_uniform`) and :meth:`compute`, and get
+    ``observation`` / ``reward`` for free.
+    Agents must be added in type order and named ``agent_<i>`` so that TorchRL's
+    :class:`~torchrl.envs.libs.vmas.VmasEnv` puts them in one group ``"agents"``.
+
+    Attributes:
+        groups (tuple[int, ...]): agents per type, in agent index order.
+        agent_types (torch.Tensor): the hidden type of every agent, ``LongTensor [n_agents]``
+            on the world's device. Never part of any observation.
+    """
+
+    groups: tuple[int, ...]
+    agent_types: torch.Tensor
+
+    def set_types(self, groups: Sequence[int], device: torch.device | str) -> None:
+        """Record the hidden types: agents ``0..groups[0]-1`` have type 0, and so on."""
+        self.groups = check_groups(groups)
+        self.agent_types = torch.repeat_interleave(
+            torch.arange(len(self.groups)), torch.tensor(self.groups)
+        ).to(device)
+        self._cache: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._agent_index: dict[Agent, int] = {}
+
+    @property
+    def n_types(self) -> int:
+        """Number of hidden types."""
+        return len(self.groups)
+
+    def add_agents(self, world: World, radius: float, **agent_kwargs: Any) -> None:
+        """Add one non-colliding, non-rotating agent ``agent_<i>`` per entry of ``agent_types``.
+
+        Agents are drawn in the colour of their type; ``agent_kwargs`` reach
+        :class:`~vmas.simulator.core.Agent`.
+        """
+        for i, k in enumerate(self.agent_types.tolist()):
+            world.add_agent(
+                Agent(
+                    name=f"agent_{i}",
+                    shape=Sphere(radius=radius),
+                    collide=False,
+                    rotatable=False,
+                    color=type_color(k, self.n_types),
+                    **agent_kwargs,
+                )
+            )
+
+    def finish_world(self, world: World, view_half_width: float) -> None:
+        """Index the agents, watch every entity, and keep a square of the world in view.
+
+        Call at the end of ``make_world``. Moving an entity by hand (``set_pos``, ...) then
+        invalidates the cached observations and rewards. VMAS's camera fits the agents only;
+        its half-range is at least ``viewer_zoom ** 2``, hence the square root.
+        """
+        entities = world.agents + world.landmarks
+        self._agent_index = {agent: i for i, agent in enumerate(world.agents)}
+        watcher = _StateWatcher(self)
+        for entity in entities:
+            entity.subscribe(watcher)
+        self.viewer_zoom = view_half_width**0.5
+
+    def spawn_uniform(
+        self, entities: Sequence[Entity], half_width: float, env_index: int | None
+    ) -> None:
+        """Place ``entities`` uniformly in ``[-half_width, half_width]^2`` (one draw for all)."""
+        world = self.world
+        n = world.batch_dim if env_index is None else 1
+        pos = torch.empty(n, len(entities), world.dim_p, device=world.device)
+        pos.uniform_(-half_width, half_width)
+        if env_index is not None:
+            pos = pos[0]
+        for j, entity in enumerate(entities):
+            entity.set_pos(pos[..., j, :], batch_index=env_index)
+        self.invalidate()
+
+    def invalidate(self) -> None:
+        """Forget the per-agent quantities computed for the current state."""
+        self._cache = None
+
+    def compute(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Observations ``[batch, n_agents, obs_dim]`` and rewards ``[batch, n_agents]``.
+
+        Called at most once per world state; must not modify the world.
+        """
+        raise NotImplementedError
+
+    def _computed(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if self._cache is None:
+            self._cache = self.compute()
+        return self._cache
+
+    def observation(self, agent: Agent) -> torch.Tensor:
+        return self._computed()[0][:, self._agent_index[agent]]
+
+    def reward(self, agent: Agent) -> torch.Tensor:
+        return self._computed()[1][:, self._agent_index[agent]]
+
+    def post_step(self) -> None:
+        self.invalidate()
+
+    def to(self, device: torch.device) -> None:
+        super().to(device)
+        self.invalidate()

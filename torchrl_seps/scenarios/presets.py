@@ -1,0 +1,316 @@
+"""Named tasks with hidden agent types, and :func:`make_env` to build any of them for TorchRL.
+
+================== ======== ======== ===== ========================================================
+preset             agents   types    obs   what differs between types
+================== ======== ======== ===== ========================================================
+bps-1              15       3 (5x3)  10    reward (own-colour landmark)
+bps-2              30       3 (10x3) 10    reward
+bps-3              30       5 (6x5)  14    reward
+bps-4              30       5        14    reward; unequal groups 3, 3, 3, 12, 9
+bps-5              15       3 (5x3)  10    reward and a per-colour permutation of the observation
+bps-6              30       5 (6x5)  14    reward and a per-colour permutation of the observation
+bps-homogeneous    15       1        10    nothing: one colour, 2 decoy landmarks (control of bps-1)
+rotnav-2x4         8        2 (4x2)  4     dynamics: controls rotated by 0 / 180 degrees
+rotnav-4x5         20       4 (5x4)  4     dynamics: controls rotated by 0 / 90 / 180 / 270 degrees
+rotnav-homogeneous 8        1        4     nothing (control of rotnav-2x4)
+================== ======== ======== ===== ========================================================
+
+All presets have 50-step episodes and, through :func:`make_env`, 5 discrete actions
+(no-op, -x, +x, -y, +y) unless ``continuous_actions=True``.
+"""
+from __future__ import annotations
+
+import numbers
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import vmas
+from torchrl.envs import RewardSum, StepCounter, TransformedEnv
+from torchrl.envs.libs.vmas import VmasEnv
+
+from torchrl_seps.scenarios._base import TypedScenario
+from torchrl_seps.scenarios.actions import FIVE_MOVES, DiscreteActionTable
+from torchrl_seps.scenarios.blind_spread import BlindParticleSpread
+from torchrl_seps.scenarios.rotated_navigation import RotatedNavigation
+
+__all__ = ["Preset", "PRESETS", "list_presets", "make_env", "agent_types"]
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A named scenario configuration.
+
+    Attributes:
+        scenario (type): the :class:`~vmas.simulator.scenario.BaseScenario` class.
+        kwargs (dict): its keyword arguments.
+        description (str): one line for people.
+        max_steps (int): episode length.
+    """
+
+    scenario: type[TypedScenario]
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    description: str = ""
+    max_steps: int = 50
+
+
+PRESETS: dict[str, Preset] = {
+    "bps-1": Preset(
+        BlindParticleSpread, {"groups": (5, 5, 5)}, "Blind-Particle Spread, 15 agents, 3 colours"
+    ),
+    "bps-2": Preset(
+        BlindParticleSpread,
+        {"groups": (10, 10, 10)},
+        "Blind-Particle Spread, 30 agents, 3 colours",
+    ),
+    "bps-3": Preset(
+        BlindParticleSpread,
+        {"groups": (6, 6, 6, 6, 6)},
+        "Blind-Particle Spread, 30 agents, 5 colours",
+    ),
+    "bps-4": Preset(
+        BlindParticleSpread,
+        {"groups": (3, 3, 3, 12, 9)},
+        "Blind-Particle Spread, 30 agents, 5 colours of unequal sizes",
+    ),
+    "bps-5": Preset(
+        BlindParticleSpread,
+        {"groups": (5, 5, 5), "permute_obs": True},
+        "Blind-Particle Spread, 15 agents, 3 colours, observation permuted per colour",
+    ),
+    "bps-6": Preset(
+        BlindParticleSpread,
+        {"groups": (6, 6, 6, 6, 6), "permute_obs": True},
+        "Blind-Particle Spread, 30 agents, 5 colours, observation permuted per colour",
+    ),
+    "bps-homogeneous": Preset(
+        BlindParticleSpread,
+        {"groups": (15,), "n_landmarks": 3},
+        "Blind-Particle Spread control, 15 agents, 1 colour (landmark 0), 2 decoy landmarks",
+    ),
+    "rotnav-2x4": Preset(
+        RotatedNavigation,
+        {"groups": (4, 4)},
+        "Rotated-controls navigation, 8 agents, 2 types (controls rotated by 0 / 180 deg)",
+    ),
+    "rotnav-4x5": Preset(
+        RotatedNavigation,
+        {"groups": (5, 5, 5, 5)},
+        "Rotated-controls navigation, 20 agents, 4 types (0 / 90 / 180 / 270 deg)",
+    ),
+    "rotnav-homogeneous": Preset(
+        RotatedNavigation,
+        {"groups": (8,)},
+        "Rotated-controls navigation control, 8 agents, 1 type",
+    ),
+}
+
+_VMAS_SCENARIOS: tuple[str, ...] = tuple(
+    sorted({*vmas.scenarios, *vmas.mpe_scenarios, *vmas.debug_scenarios})
+)
+#: Episode length used for VMAS's own scenarios (they have none by default).
+VMAS_MAX_STEPS = 100
+
+
+def list_presets(vmas_scenarios: bool = False) -> dict[str, str]:
+    """Names of the tasks :func:`make_env` builds, with a one-line description.
+
+    Args:
+        vmas_scenarios (bool): also list VMAS's own scenario names (described as such).
+
+    Returns:
+        dict[str, str]: ``{name: description}``, our presets first, in a fixed order.
+
+    Examples:
+        >>> names = list(list_presets())
+        >>> names[:3], len(names)
+        (['bps-1', 'bps-2', 'bps-3'], 10)
+        >>> list_presets()["rotnav-2x4"]
+        'Rotated-controls navigation, 8 agents, 2 types (controls rotated by 0 / 180 deg)'
+        >>> "navigation" in list_presets(vmas_scenarios=True)
+        True
+    """
+    out = {name: preset.description for name, preset in PRESETS.items()}
+    if vmas_scenarios:
+        out.update({name: "VMAS scenario (no hidden types)" for name in _VMAS_SCENARIOS})
+    return out
+
+
+_ENV_KWARGS = ("max_steps", "continuous_actions", "categorical_actions")
+
+
+def _check_env_args(name: Any, num_envs: Any, device: Any, seed: Any) -> torch.device:
+    if not isinstance(name, str):
+        raise TypeError(f"name must be a str, got {type(name).__name__} {name!r}")
+    if isinstance(num_envs, bool) or not isinstance(num_envs, numbers.Integral):
+        raise TypeError(f"num_envs must be a positive int, got {type(num_envs).__name__} {num_envs!r}")
+    if num_envs < 1:
+        raise ValueError(f"num_envs must be >= 1, got {num_envs}")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
+        raise TypeError(f"seed must be an int or None, got {type(seed).__name__} {seed!r}")
+    try:
+        return torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(f"device must name a torch device, got {device!r}") from err
+
+
+def make_env(
+    name: str,
+    num_envs: int,
+    device: str | torch.device = "cpu",
+    seed: int | None = None,
+    **overrides: Any,
+) -> TransformedEnv:
+    """Build a batched TorchRL environment for a preset or a VMAS scenario.
+
+    Returns a :class:`~torchrl.envs.TransformedEnv` over a
+    :class:`~torchrl.envs.libs.vmas.VmasEnv` with ``num_envs`` copies of the task, and a
+    :class:`~torchrl.envs.transforms.RewardSum` that writes each agent's running episode
+    return to ``("agents", "episode_reward")``. Agents are in one group ``"agents"``: keys
+    ``("agents", "observation")``, ``("agents", "action")``, ``("agents", "reward")``, and
+    ``"done"`` / ``"terminated"`` / ``"truncated"`` at the root.
+
+    The episode length is a time limit, kept by a :class:`~torchrl.envs.transforms.StepCounter`
+    (root ``"step_count"``): the last step is ``truncated`` and ``done`` but not
+    ``terminated``, so value estimators bootstrap through it. (VMAS's own ``max_steps`` would
+    report it as ``terminated``.)
+
+    For our presets, discrete actions (the default) are the 5 moves no-op, -x, +x, -y, +y,
+    as integers in ``[0, 5)`` of shape ``[num_envs, n_agents]``: the simulator runs in
+    continuous mode and a :class:`~torchrl_seps.scenarios.DiscreteActionTable` maps the
+    moves, for all agents at once. VMAS's own scenarios keep VMAS's discrete actions.
+
+    Args:
+        name (str): a preset of :func:`list_presets` (``"bps-1"`` .. ``"bps-6"``,
+            ``"bps-homogeneous"``, ``"rotnav-2x4"``, ``"rotnav-4x5"``,
+            ``"rotnav-homogeneous"``) or a VMAS scenario name (``"navigation"``, ...).
+        num_envs (int): number of vectorised environments (the batch size).
+        device: torch device of the simulation. Default ``"cpu"``.
+        seed (int, optional): seed of the simulator's random numbers (spawn positions).
+            VMAS draws them from one stream per process, shared by all its environments:
+            the same seed and the same sequence of calls give the same episodes.
+
+    Keyword Args:
+        max_steps (int, optional): episode length; default 50 for presets, 100 for VMAS
+            scenarios (``None`` means endless).
+        continuous_actions (bool): 2-D continuous forces in ``[-1, 1]`` instead of discrete
+            moves. Default ``False``.
+        categorical_actions (bool): integer (``True``) or one-hot (``False``) discrete
+            actions. Default ``True``.
+        **scenario_kwargs: anything else reaches the scenario and overrides the preset,
+            e.g. ``groups=(2, 2)`` or ``landmark_spawn=2.0`` (see
+            :class:`~torchrl_seps.scenarios.BlindParticleSpread` and
+            :class:`~torchrl_seps.scenarios.RotatedNavigation`).
+
+    Raises:
+        ValueError: for an unknown name (the message lists the valid ones) or an invalid
+            setting; ``TypeError`` for a wrongly typed or unknown setting. Both are raised
+            before anything is built.
+
+    Examples:
+        >>> env = make_env("bps-1", num_envs=2, seed=0)
+        >>> env.full_observation_spec["agents", "observation"].shape
+        torch.Size([2, 15, 10])
+        >>> td = env.rollout(50)
+        >>> td["next", "truncated"][:, -1].all().item()  # 50-step episodes
+        True
+        >>> td["next", "terminated"].any().item()
+        False
+        >>> td["next", "agents", "episode_reward"].shape
+        torch.Size([2, 50, 15, 1])
+        >>> agent_types(env)
+        tensor([0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2])
+        >>> make_env("bps-7", num_envs=2)
+        Traceback (most recent call last):
+        ...
+        ValueError: unknown environment 'bps-7'; presets: bps-1, bps-2, ...
+    """
+    torch_device = _check_env_args(name, num_envs, device, seed)
+    env_kwargs = {k: overrides.pop(k) for k in _ENV_KWARGS if k in overrides}
+    continuous = env_kwargs.get("continuous_actions", False)
+    categorical = env_kwargs.get("categorical_actions", True)
+    for key, value in (("continuous_actions", continuous), ("categorical_actions", categorical)):
+        if not isinstance(value, bool):
+            raise TypeError(f"{key} must be a bool, got {value!r}")
+    preset = PRESETS.get(name)
+    if preset is None and name not in _VMAS_SCENARIOS:
+        raise ValueError(
+            f"unknown environment {name!r}; presets: {', '.join(PRESETS)}; "
+            f"VMAS scenarios: {', '.join(_VMAS_SCENARIOS)}"
+        )
+    max_steps = env_kwargs.get(
+        "max_steps", preset.max_steps if preset is not None else VMAS_MAX_STEPS
+    )
+    if max_steps is not None and (
+        isinstance(max_steps, bool) or not isinstance(max_steps, numbers.Integral) or max_steps < 1
+    ):
+        raise ValueError(f"max_steps must be a positive int or None, got {max_steps!r}")
+
+    if preset is None:
+        base = VmasEnv(
+            name,
+            num_envs=num_envs,
+            device=torch_device,
+            continuous_actions=continuous,
+            categorical_actions=categorical,
+            seed=seed,
+            **overrides,
+        )
+        actions = None
+    else:
+        scenario_kwargs = preset.scenario.validate_config(**{**preset.kwargs, **overrides})
+        base = VmasEnv(
+            preset.scenario(),
+            num_envs=num_envs,
+            device=torch_device,
+            continuous_actions=True,
+            seed=seed,
+            **scenario_kwargs,
+        )
+        actions = None if continuous else DiscreteActionTable(FIVE_MOVES, categorical=categorical)
+    env = TransformedEnv(base)
+    if max_steps is not None:
+        env.append_transform(StepCounter(max_steps=max_steps))
+    if actions is not None:
+        env.append_transform(actions)
+    env.append_transform(
+        RewardSum(in_keys=[("agents", "reward")], out_keys=[("agents", "episode_reward")])
+    )
+    return env
+
+
+def _scenario_of(env: Any) -> Any:
+    """The VMAS scenario behind a TorchRL env, a VMAS environment, or a scenario itself."""
+    if isinstance(env, TransformedEnv):
+        env = env.base_env
+    # VmasEnv forwards unknown attributes to the wrapped vmas Environment.
+    scenario = getattr(env, "scenario", env)
+    if not isinstance(scenario, vmas.simulator.scenario.BaseScenario):
+        raise TypeError(
+            f"agent_types needs a VMAS-based environment or scenario, got {type(env).__name__}"
+        )
+    return scenario
+
+
+def agent_types(env: Any) -> torch.Tensor | None:
+    """The hidden ground-truth type of every agent, for evaluation only.
+
+    Args:
+        env: an environment from :func:`make_env` (or any TorchRL env over a VMAS env), a
+            ``vmas`` environment, or a scenario instance.
+
+    Returns:
+        torch.Tensor or None: ``LongTensor [n_agents]`` on the CPU, types numbered from 0 in
+        agent order; ``None`` for a scenario without hidden types (VMAS's own scenarios).
+
+    Examples:
+        >>> agent_types(make_env("bps-4", num_envs=2)).bincount().tolist()
+        [3, 3, 3, 12, 9]
+        >>> agent_types(make_env("navigation", num_envs=2)) is None
+        True
+    """
+    scenario = _scenario_of(env)
+    types = getattr(scenario, "agent_types", None)
+    if not isinstance(types, torch.Tensor):
+        return None
+    return types.detach().to("cpu", copy=True)
