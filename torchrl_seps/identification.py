@@ -118,7 +118,7 @@ def collect_transitions(
             "observation")``, ``(group, "action")`` and ``(group, "reward")``, as VMAS and the
             other TorchRL multi-agent wrappers provide.
         frames (int): number of frames (environment steps times batched environments); rounded
-            up to a whole number of steps of the batched environment.
+            up to whole collector batches of at most 50 steps of the batched environment.
 
     Keyword Args:
         policy (callable, optional): the policy that acts; ``None`` (the default) acts uniformly
@@ -399,6 +399,11 @@ def identify_groups(
     Every argument is checked, and the model is built from the env's specs, before any frame is
     collected.
 
+    .. note:: On a CPU whose cores other processes keep busy, torch's intra-op threads
+        oversubscribe them: fitting this small model with two threads was measured ten times
+        slower than with one on a shared 2-core machine. ``torch.set_num_threads(1)`` before the
+        call avoids that.
+
     Args:
         env (EnvBase): a TorchRL multi-agent env with per-agent entries under ``group``.
         frames (int, optional): frames to collect (environment steps times batched envs).
@@ -506,8 +511,9 @@ def plot_embeddings(
     types: Sequence[int] | torch.Tensor | None = None,
     title: str | None = None,
 ) -> Path:
-    """Saves a 2-D view of the agents' embeddings (their first two principal components),
-    coloured by group and, when ``types`` (the true types) are given, in a second panel by type.
+    """Saves a 2-D view of the agents' embeddings (their first two principal components, with the
+    share of variance each explains), coloured by group and, when ``types`` (the true types) are
+    given, in a second panel by type.
 
     Each point is labelled with its agent index. Rendered with matplotlib's Agg canvas (no
     display needed).
@@ -538,10 +544,12 @@ def plot_embeddings(
             raise ValueError(
                 f"{name} labels must have one entry per agent ({n_agents}), got {len(labels)}."
             )
-    xy = np.zeros((n_agents, 2))
+    xy, explained = np.zeros((n_agents, 2)), np.zeros(2)
     n_components = min(2, n_agents, x.shape[1])
     if n_agents > 1:
-        xy[:, :n_components] = PCA(n_components=n_components).fit_transform(x)
+        pca = PCA(n_components=n_components)
+        xy[:, :n_components] = pca.fit_transform(x)
+        explained[:n_components] = pca.explained_variance_ratio_
     fig = Figure(figsize=(5 * len(panels), 4.5))
     FigureCanvasAgg(fig)
     for i, (name, labels) in enumerate(panels):
@@ -550,8 +558,8 @@ def plot_embeddings(
         for agent in range(n_agents):
             ax.annotate(str(agent), xy[agent], fontsize=7, xytext=(3, 3), textcoords="offset points")
         ax.set_title(f"coloured by {name}")
-        ax.set_xlabel("PC 1")
-        ax.set_ylabel("PC 2")
+        ax.set_xlabel(f"PC 1 ({explained[0]:.0%} of variance)")
+        ax.set_ylabel(f"PC 2 ({explained[1]:.0%} of variance)")
     if title:
         fig.suptitle(title)
     fig.tight_layout()
