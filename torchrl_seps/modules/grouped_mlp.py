@@ -65,42 +65,62 @@ def validate_groups(groups: GroupsLike, n_agents: int) -> torch.Tensor:
     return ids
 
 
-# Equal-size groups run as one batched matrix product per layer up to this many rows per group,
-# and as one matrix product per group above it: on the CPU the batched product wins on small
-# batches (fewer operations) and loses on large ones (benchmarks/grouped_mlp.py --batch).
+# Up to this many rows per group (agents of the largest group x batch elements) the groups run as
+# one batched matrix product per layer, smaller groups padded to the largest; above it, as one
+# matrix product per group. On the CPU the batched product wins on small batches (fewer
+# operations) and loses on large ones (``benchmarks/grouped_mlp.py --batch``).
 _BATCHED_MAX_ROWS = 2048
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """An order of the agents (agent-major rows) and the way back to the original order."""
+
+    order: list[int] | None  # agents to gather, None when it is 0..N-1
+    inverse: list[int] | None  # position of each agent's output, None when it is 0..N-1
+
+    @classmethod
+    def of(cls, order: list[int]) -> _Layout:
+        inverse = [-1] * (max(order) + 1)
+        for position, agent in enumerate(order):
+            if inverse[agent] < 0:  # padding repeats agents: keep the first
+                inverse[agent] = position
+        identity = list(range(len(order)))
+        return cls(None if order == identity else order, None if inverse == identity else inverse)
 
 
 @dataclass(frozen=True)
 class _Routing:
     """How agents reach their group's parameters; derived once per assignment, never in forward.
 
-    The forward pass moves the agent dimension first, sorts the agents by group (``order``), runs
-    each group on its contiguous block of rows and restores the agent order (``inverse``). Holding Python objects only
-    keeps it vmap-safe: TorchRL's value estimators call the critic under ``torch.vmap`` with the
-    module's buffers batched.
+    The forward pass moves the agent dimension first and reorders the agents so that each group
+    is one contiguous block: ``sorted`` sorts them by group, ``padded`` also repeats each group's
+    first agent until every block has ``max_size`` agents (for the batched product). Holding
+    Python objects only keeps it vmap-safe: TorchRL's value estimators call the critic under
+    ``torch.vmap`` with the module's buffers batched.
     """
 
     groups: list[int]  # groups[i] is agent i's parameter set
     sizes: list[int]  # agents per group
-    order: list[int] | None  # agents sorted by group (stable), None if already sorted
-    inverse: list[int] | None  # position of each agent in ``order``, None if already sorted
+    sorted: _Layout
+    padded: _Layout
 
     @classmethod
     def from_groups(cls, groups: torch.Tensor) -> _Routing:
         ids = groups.tolist()
-        sizes = [ids.count(group) for group in range(max(ids) + 1)]
-        order = sorted(range(len(ids)), key=ids.__getitem__)
-        if order == sorted(order):
-            return cls(ids, sizes, None, None)
-        inverse = [0] * len(order)
-        for position, agent in enumerate(order):
-            inverse[agent] = position
-        return cls(ids, sizes, order, inverse)
+        members = [[i for i, g in enumerate(ids) if g == group] for group in range(max(ids) + 1)]
+        max_size = max(map(len, members))
+        padded = [i for agents in members for i in agents + agents[:1] * (max_size - len(agents))]
+        return cls(
+            ids,
+            [len(agents) for agents in members],
+            _Layout.of([i for agents in members for i in agents]),
+            _Layout.of(padded),
+        )
 
     @property
-    def equal_sizes(self) -> bool:
-        return len(set(self.sizes)) == 1
+    def max_size(self) -> int:
+        return max(self.sizes)
 
 
 class GroupedMultiAgentMLP(nn.Module):
@@ -264,23 +284,27 @@ class GroupedMultiAgentMLP(nn.Module):
         if self.n_groups == 1:
             return self._call_group({name: w[0] for name, w in weights.items()}, x)
         routing = self._routing
-        # Agent-major and sorted by group: each group's rows are one contiguous block.
-        x = x.movedim(-2, 0)
-        if routing.order is not None:
-            x = x[routing.order]
-        rows = x[0].numel() // x.shape[-1] * routing.sizes[0]
-        if routing.equal_sizes and (x.is_cuda or rows <= _BATCHED_MAX_ROWS):
+        x = x.movedim(-2, 0)  # agent-major: each agent's rows are contiguous
+        rows = x[0].numel() // x.shape[-1] * routing.max_size
+        if rows <= _BATCHED_MAX_ROWS:
+            layout = routing.padded
+            if layout.order is not None:
+                x = x[layout.order]
             out = self._call_groups(weights, x.reshape(self.n_groups, rows, x.shape[-1]))
         else:
+            layout = routing.sorted
+            if layout.order is not None:
+                x = x[layout.order]
+            blocks = x.split(routing.sizes)
             out = torch.cat(
                 [
                     self._call_group({name: w[group] for name, w in weights.items()}, block)
-                    for group, block in enumerate(x.split(routing.sizes))
+                    for group, block in enumerate(blocks)
                 ]
             )
-        out = out.reshape(self.n_agents, *x.shape[1:-1], self.n_agent_outputs)
-        if routing.inverse is not None:
-            out = out[routing.inverse]
+        out = out.reshape(-1, *x.shape[1:-1], self.n_agent_outputs)
+        if layout.inverse is not None:
+            out = out[layout.inverse]
         return out.movedim(0, -2)
 
     def _forward_centralized(self, x: torch.Tensor) -> torch.Tensor:
