@@ -185,7 +185,7 @@ def main() -> None:
         memory = {m: peak_memory_mb(m, config, args, device) for m in METHODS}
         results[config] = times
         cells = [
-            f"{times[m]:.1f} ms ({times[m] / times['shared']:.2f}x, {memory[m]:.0f} MB)"
+            f"{times[m]:.2f} ms ({times[m] / times['shared']:.2f}x, {memory[m]:.0f} MB)"
             for m in METHODS
         ]
         print(f"| {config} | {' | '.join(cells)} |", flush=True)
