@@ -2,7 +2,9 @@
 
 For every configuration (N agents, group sizes) the script times one forward and backward pass
 of four networks on the same input, in interleaved rounds (so they share the machine's noise),
-and reports the median, the ratio to one shared MLP, and the peak memory of one pass:
+and reports the median time, the ratio to one shared MLP (the median over rounds of the ratio
+measured within each round, which a busy machine's drift between rounds does not move), and the
+peak memory of one pass:
 
 - ``shared``: one plain ``nn.Sequential`` MLP applied to all agents (FuPS);
 - ``torchrl_unshared``: TorchRL's ``MultiAgentMLP(share_params=False)`` (N parameter sets);
@@ -107,8 +109,8 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_methods(config: str, args, device: torch.device) -> dict[str, float]:
-    """Median milliseconds of one forward+backward pass, methods interleaved round by round."""
+def time_methods(config: str, args, device: torch.device) -> dict[str, list[float]]:
+    """Milliseconds of one forward+backward pass in every round, methods interleaved."""
     x = torch.randn(args.batch, len(groups_of(config)), N_INPUTS, device=device)
     nets = {method: build(method, config, device) for method in METHODS}
     for net in nets.values():
@@ -123,7 +125,12 @@ def time_methods(config: str, args, device: torch.device) -> dict[str, float]:
                 step(net, x)
             synchronize(device)
             samples[method].append((time.perf_counter() - start) / args.iters * 1e3)
-    return {method: statistics.median(times) for method, times in samples.items()}
+    return samples
+
+
+def paired_ratio(samples: dict[str, list[float]], method: str, reference: str) -> float:
+    """Median over rounds of ``method``'s time divided by ``reference``'s in the same round."""
+    return statistics.median(a / b for a, b in zip(samples[method], samples[reference]))
 
 
 def peak_memory_mb(method: str, config: str, args, device: torch.device) -> float:
@@ -162,8 +169,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     parser.add_argument("--batch", type=int, default=2048)
-    parser.add_argument("--rounds", type=int, default=9, help="interleaved timing rounds")
-    parser.add_argument("--iters", type=int, default=5, help="passes per method and round")
+    parser.add_argument("--rounds", type=int, default=25, help="interleaved timing rounds")
+    parser.add_argument("--iters", type=int, default=3, help="passes per method and round")
     parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
     parser.add_argument("--rss-child", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -176,34 +183,36 @@ def main() -> None:
         f"CPU, {torch.get_num_threads()} threads"
     )
     print(f"# batch {args.batch}, {N_INPUTS} inputs, {DEPTH}x{NUM_CELLS} Tanh, {N_OUTPUTS} outputs;"
-          f" {name}; torch {torch.__version__}; median of {args.rounds} rounds x {args.iters}")
+          f" {name}; torch {torch.__version__}; {args.rounds} interleaved rounds x {args.iters}"
+          " passes; median time, median paired ratio to shared, peak memory")
     print(f"| configuration | {' | '.join(METHODS)} |")
     print(f"|---|{'---|' * len(METHODS)}")
     results = {}
     for config in args.configs:
-        times = time_methods(config, args, device)
+        samples = time_methods(config, args, device)
         memory = {m: peak_memory_mb(m, config, args, device) for m in METHODS}
-        results[config] = times
+        results[config] = samples
         cells = [
-            f"{times[m]:.2f} ms ({times[m] / times['shared']:.2f}x, {memory[m]:.0f} MB)"
+            f"{statistics.median(samples[m]):.2f} ms "
+            f"({paired_ratio(samples, m, 'shared'):.2f}x, {memory[m]:.0f} MB)"
             for m in METHODS
         ]
         print(f"| {config} | {' | '.join(cells)} |", flush=True)
     print_targets(results)
 
 
-def print_targets(results: dict[str, dict[str, float]]) -> None:
-    print("\ntargets:")
-    for config, times in results.items():
-        ratio = times["grouped"] / times["shared"]
+def print_targets(results: dict[str, dict[str, list[float]]]) -> None:
+    print("\ntargets (paired ratios):")
+    for config, samples in results.items():
+        ratio = paired_ratio(samples, "grouped", "shared")
         print(f"  {config}: grouped / shared = {ratio:.2f} (target <= 1.10: "
               f"{'met' if ratio <= 1.10 else 'NOT met'})")
         if "K=5" in config:
-            speedup = times["every_group"] / times["grouped"]
+            speedup = paired_ratio(samples, "every_group", "grouped")
             print(f"  {config}: every_group / grouped = {speedup:.1f} (target >= 4: "
                   f"{'met' if speedup >= 4 else 'NOT met'})")
         if "K=30" in config:
-            ratio = times["grouped"] / times["torchrl_unshared"]
+            ratio = paired_ratio(samples, "grouped", "torchrl_unshared")
             print(f"  {config}: grouped / torchrl_unshared = {ratio:.2f} (target <= 1.00: "
                   f"{'met' if ratio <= 1.0 else 'NOT met'})")
 
