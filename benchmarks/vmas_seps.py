@@ -360,7 +360,9 @@ def resolve_device(name: str) -> torch.device:
 # ---------------------------------------------------------------------------------------------
 
 
-def report(config: Config, runs: list[dict], out: Path) -> str:
+def report(config: Config, runs: list[dict], out: Path) -> tuple[str, dict[str, float]]:
+    """Writes the files of the comparison; returns the table and each method's frames/s over
+    FuPS's (empty without FuPS)."""
     rows = [r for run_ in runs for r in run_["rows"]]
     with open(out / "results.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
@@ -387,8 +389,14 @@ def report(config: Config, runs: list[dict], out: Path) -> str:
             "ari": [s["ari"] for s in summaries],
             "runs": summaries,
         }
+    throughput = {
+        f"{method}_over_fups_fps": methods[method]["train_fps"] / methods["fups"]["train_fps"]
+        for method in methods
+        if method != "fups" and "fups" in methods
+    }
     with open(out / "summary.json", "w") as f:
-        json.dump({"config": asdict(config), "methods": methods}, f, indent=2)
+        json.dump({"config": asdict(config), "methods": methods, "throughput": throughput}, f,
+                  indent=2)
     table = reporting.markdown_table(
         ["method", "final return", "frames to 90%", "wall time", "frames/s", "parameters",
          "groups found", "ARI"],
@@ -414,7 +422,7 @@ def report(config: Config, runs: list[dict], out: Path) -> str:
                     frames = render_rollout(run_["eval_env"], run_["actor"])
                 save_gif(frames, out / "seps_policy.gif")
             break
-    return table
+    return table, throughput
 
 
 def parse_args(argv: list[str] | None = None) -> Config:
@@ -440,10 +448,14 @@ def main(argv: list[str] | None = None) -> dict:
     out = Path(config.output)
     out.mkdir(parents=True, exist_ok=True)
     runs = [run(method, seed, config, out) for seed in config.seeds for method in config.methods]
-    table = report(config, runs, out)
+    table, throughput = report(config, runs, out)
     print(table)
+    if throughput:
+        print("\ntraining frames/s relative to fups: " + ", ".join(
+            f"{key.removesuffix('_over_fups_fps')} {ratio:.2f}x" for key, ratio in throughput.items()
+        ))
     print(f"\nresults in {out}/: results.csv, summary.json, learning_curves.png")
-    return {"config": config, "table": table}
+    return {"config": config, "table": table, "throughput": throughput}
 
 
 if __name__ == "__main__":

@@ -79,6 +79,9 @@ def test_summary_json(tiny_run):
     for method in METHODS:
         assert len(summary["methods"][method]["runs"]) == 2
         assert summary["methods"][method]["final_eval_return_std"] >= 0
+    ratios = {method: summary["methods"][method]["train_fps"] / fups["train_fps"]
+              for method in METHODS if method != "fups"}
+    assert summary["throughput"] == {f"{m}_over_fups_fps": pytest.approx(r) for m, r in ratios.items()}
 
 
 def test_plots_gif_and_checkpoints(tiny_run):
