@@ -12,7 +12,7 @@ For every preset and seed, the script builds ``make_env(preset, num_envs=64, see
 2. end-to-end seconds on bps-2 (30 agents) at the default budget;
 3. ARI against the number of frames collected, on bps-2 and bps-4.
 
-Run ``python benchmarks/identification.py`` (about 30 minutes on 2 CPU cores);
+Run ``python benchmarks/identification.py`` (about 20 minutes on 2 CPU cores);
 ``--quick`` runs 2 seeds and a short frames sweep. ``--threads`` sets torch's intra-op threads
 (1 by default: on a busy 2-core machine two threads per process oversubscribe the cores).
 """
