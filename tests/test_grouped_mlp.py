@@ -19,6 +19,9 @@ GROUPINGS = {
     "unshared_permuted": [3, 0, 4, 1, 2],
     "equal_contiguous": [0, 0, 1, 1, 2, 2],
     "equal_interleaved": [2, 0, 1, 0, 2, 1],
+    # padding to the largest group would waste half the rows: blocks of 2 agents, then of 1
+    "blocks_of_two": [1, 0, 1, 2, 1, 0, 1, 2],
+    "blocks_of_one": [0, 1, 1, 1, 1, 2],
 }
 
 
@@ -46,7 +49,7 @@ def reference_forward(mlp: GroupedMultiAgentMLP, x: torch.Tensor) -> torch.Tenso
 
 @pytest.mark.parametrize("grouping", list(GROUPINGS))
 @pytest.mark.parametrize("centralized", [False, True])
-@pytest.mark.parametrize("batch", [(), (7,), (4, 3), (1100,)])  # 1100: past the batched path
+@pytest.mark.parametrize("batch", [(), (7,), (4, 3), (4200,)])  # 4200: one product per group
 def test_matches_per_agent_reference(grouping, centralized, batch):
     mlp = make(GROUPINGS[grouping], centralized=centralized)
     n_agents = len(GROUPINGS[grouping])

@@ -1,6 +1,7 @@
 """A multi-agent MLP whose ``n_agents`` agents share ``n_groups`` parameter sets."""
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -65,11 +66,16 @@ def validate_groups(groups: GroupsLike, n_agents: int) -> torch.Tensor:
     return ids
 
 
-# Up to this many rows per group (agents of the largest group x batch elements) the groups run as
-# one batched matrix product per layer, smaller groups padded to the largest; above it, as one
-# matrix product per group. On the CPU the batched product wins on small batches (fewer
-# operations) and loses on large ones (``benchmarks/grouped_mlp.py --batch``).
-_BATCHED_MAX_ROWS = 2048
+# Up to this many rows per block (agents of a block x batch elements; see ``_Routing``) the groups
+# run as one batched matrix product per layer; above it, as one matrix product per group. On the
+# CPU the batched product wins on small batches (fewer operations) and loses on large ones
+# (``benchmarks/grouped_mlp.py --batch``). Padding wastes work, so padded blocks switch to one
+# product per group sooner. In a PPO update of bps-1 (500-sample minibatches of 3 groups of 5
+# agents) the batched product saves 2-4% of the iteration (``benchmarks/train_speed.py``).
+_BATCHED_MAX_ROWS = {"equal": 8192, "padded": 2048}
+# Padding every group to the largest may add at most this fraction of the agents as rows; beyond
+# it, blocks are the greatest common divisor of the group sizes instead (no padding).
+_MAX_PADDING = 0.25
 
 
 @dataclass(frozen=True)
@@ -94,33 +100,43 @@ class _Routing:
     """How agents reach their group's parameters; derived once per assignment, never in forward.
 
     The forward pass moves the agent dimension first and reorders the agents so that each group
-    is one contiguous block: ``sorted`` sorts them by group, ``padded`` also repeats each group's
-    first agent until every block has ``max_size`` agents (for the batched product). Holding
-    Python objects only keeps it vmap-safe: TorchRL's value estimators call the critic under
-    ``torch.vmap`` with the module's buffers batched.
+    is contiguous: ``sorted`` sorts them by group (one matrix product per group). For the batched
+    product, ``blocked`` cuts the sorted agents into blocks of ``block_size`` agents, each block
+    within one group, repeating a group's first agent to fill its last block. Blocks are whole
+    groups padded to the largest, unless that pads more than ``_MAX_PADDING`` of the agents: then
+    they are the greatest common divisor of the group sizes (no padding; a group spans several
+    blocks, ``block_groups`` gives each block's parameter set). Holding Python objects only keeps
+    it vmap-safe: TorchRL's value estimators call the critic under ``torch.vmap`` with the
+    module's buffers batched.
     """
 
     groups: list[int]  # groups[i] is agent i's parameter set
     sizes: list[int]  # agents per group
     sorted: _Layout
-    padded: _Layout
+    blocked: _Layout
+    block_size: int
+    block_groups: list[int] | None  # parameter set of each block, None when blocks are groups
+    padded_agents: int  # rows of padding per batch element in the batched product
 
     @classmethod
     def from_groups(cls, groups: torch.Tensor) -> _Routing:
         ids = groups.tolist()
         members = [[i for i, g in enumerate(ids) if g == group] for group in range(max(ids) + 1)]
-        max_size = max(map(len, members))
-        padded = [i for agents in members for i in agents + agents[:1] * (max_size - len(agents))]
+        sizes = [len(agents) for agents in members]
+        block = max(sizes)
+        if len(sizes) * block - len(ids) > _MAX_PADDING * len(ids):
+            block = math.gcd(*sizes)
+        blocked = [i for agents in members for i in agents + agents[:1] * (-len(agents) % block)]
+        block_groups = [g for g, size in enumerate(sizes) for _ in range(-(-size // block))]
         return cls(
             ids,
-            [len(agents) for agents in members],
+            sizes,
             _Layout.of([i for agents in members for i in agents]),
-            _Layout.of(padded),
+            _Layout.of(blocked),
+            block,
+            None if block_groups == list(range(len(sizes))) else block_groups,
+            len(blocked) - len(ids),
         )
-
-    @property
-    def max_size(self) -> int:
-        return max(self.sizes)
 
 
 class GroupedMultiAgentMLP(nn.Module):
@@ -285,12 +301,14 @@ class GroupedMultiAgentMLP(nn.Module):
             return self._call_group({name: w[0] for name, w in weights.items()}, x)
         routing = self._routing
         x = x.movedim(-2, 0)  # agent-major: each agent's rows are contiguous
-        rows = x[0].numel() // x.shape[-1] * routing.max_size
-        if rows <= _BATCHED_MAX_ROWS:
-            layout = routing.padded
+        rows = x[0].numel() // x.shape[-1] * routing.block_size
+        if rows <= _BATCHED_MAX_ROWS["padded" if routing.padded_agents else "equal"]:
+            layout = routing.blocked
             if layout.order is not None:
                 x = x[layout.order]
-            out = self._call_groups(weights, x.reshape(self.n_groups, rows, x.shape[-1]))
+            if routing.block_groups is not None:
+                weights = {name: w[routing.block_groups] for name, w in weights.items()}
+            out = self._call_groups(weights, x.reshape(-1, rows, x.shape[-1]))
         else:
             layout = routing.sorted
             if layout.order is not None:
