@@ -14,14 +14,17 @@ differ only in their groups:
 
 Examples::
 
-    python benchmarks/vmas_seps.py                  # the default comparison, ~10 min on 2 CPU cores
+    python benchmarks/vmas_seps.py                  # the default comparison, ~7 min on 2 CPU cores
     python benchmarks/vmas_seps.py --help           # every option
     python benchmarks/vmas_seps.py --preset bps-3 --frames 10_000_000 --seeds 0 1 2 \
         --num-envs 600 --device auto                # paper scale, GPU recommended
 
 Outputs, in ``--output``: ``results.csv`` (one row per method, seed and iteration),
-``summary.json`` (the resolved config and one summary per method), ``learning_curves.png``,
-``seps_embeddings.png``, ``checkpoints/`` and ``seps_policy.gif``.
+``summary.json`` (the resolved config and one summary per method), ``table.md`` (the printed
+table), ``learning_curves.png``, ``seps_embeddings.png``, ``checkpoints/`` and
+``seps_policy.gif``. Training frames/s is the
+frames of one batch over the median time of an iteration (collection and update; evaluation and
+identification excluded), so a burst of load on a shared machine does not decide a comparison.
 """
 from __future__ import annotations
 
@@ -29,6 +32,7 @@ import argparse
 import csv
 import json
 import math
+import statistics
 import sys
 import time
 from dataclasses import asdict, dataclass, field, fields
@@ -250,16 +254,30 @@ def team_return_of_finished_episodes(batch: TensorDictBase) -> float | None:
     return episode[done].mean().item()
 
 
-def run(method: str, seed: int, config: Config, out: Path) -> dict:
-    """Trains one method with one seed; returns its rows and summary."""
+@dataclass
+class Trainer:
+    """Everything one method and seed trains with, built by :func:`make_trainer`."""
+
+    env: EnvBase
+    eval_env: EnvBase
+    groups: list[int]
+    identification: object | None  # SePS's IdentificationResult
+    id_frames: int  # SePS's identification frames, counted in its budget
+    actor: torch.nn.Module
+    critic: torch.nn.Module
+    loss: LossModule
+    optim: torch.optim.Optimizer
+    buffer: TensorDictReplayBuffer
+    collector: Collector
+
+
+def make_trainer(method: str, seed: int, config: Config) -> Trainer:
+    """Env, groups (SePS: identification), actor, critic, loss, optimizer and collector."""
     torch.manual_seed(seed)
     device = resolve_device(config.device)
     env_options = dict(device=device, **config.env_overrides)
     env = make_env(config.preset, config.num_envs, seed=seed, **env_options)
     eval_env = make_env(config.preset, config.eval_envs, seed=seed + 10_000, **env_options)
-    max_steps = PRESETS[config.preset].max_steps
-    true_types = agent_types(env)
-
     groups, identification = choose_groups(method, env, config, seed)
     if method == "fups_id":
         env.append_transform(AgentIdentityTransform.one_hot(env.n_agents))
@@ -268,9 +286,6 @@ def run(method: str, seed: int, config: Config, out: Path) -> dict:
     actor = make_actor(env, groups, **model)
     critic = make_critic(env, groups, centralized=config.centralized_critic, **model)
     loss = make_loss(config, actor, critic)
-    optim = torch.optim.Adam(loss.parameters(), lr=config.lr, eps=1e-5)
-    buffer = make_minibatch_buffer(config, device)
-
     id_frames = identification.frames if identification is not None else 0
     collector = Collector(
         env,
@@ -280,36 +295,49 @@ def run(method: str, seed: int, config: Config, out: Path) -> dict:
         device=device,
         auto_register_policy_transforms=False,
     )
+    return Trainer(
+        env, eval_env, groups, identification, id_frames, actor, critic, loss,
+        optim=torch.optim.Adam(loss.parameters(), lr=config.lr, eps=1e-5),
+        buffer=make_minibatch_buffer(config, device), collector=collector,
+    )
+
+
+def run(method: str, seed: int, config: Config, out: Path) -> dict:
+    """Trains one method with one seed; returns its rows and summary."""
+    trainer = make_trainer(method, seed, config)
+    env, eval_env, actor, critic = trainer.env, trainer.eval_env, trainer.actor, trainer.critic
+    groups, identification, id_frames = trainer.groups, trainer.identification, trainer.id_frames
+    max_steps = PRESETS[config.preset].max_steps
+    true_types = agent_types(env)
     logger = None
     if config.logger != "none":
         logger = get_logger(config.logger, str(out / "logs"), f"{method}_seed{seed}")
 
-    rows, frames, train_time = [], id_frames, 0.0
+    rows, frames, iteration_times = [], id_frames, []
     bar = tqdm(total=config.frames, initial=id_frames, desc=f"{method} seed {seed}",
                unit="frames", disable=not config.progress, file=sys.stderr)
     rows.append(row(method, seed, 0, frames, None, evaluate(eval_env, actor, max_steps), 0.0, 0.0))
     start = time.perf_counter()
-    for iteration, batch in enumerate(collector, start=1):
-        losses = update(loss, optim, batch, buffer, config)
-        collector.update_policy_weights_()
+    for iteration, batch in enumerate(trainer.collector, start=1):
+        losses = update(trainer.loss, trainer.optim, batch, trainer.buffer, config)
+        trainer.collector.update_policy_weights_()
+        iteration_times.append(time.perf_counter() - start)  # collection and update
         frames += batch.numel()
-        train_time = time.perf_counter() - start
         evaluated = iteration % config.eval_every == 0 or frames + config.frames_per_batch > config.frames
         train_return = team_return_of_finished_episodes(batch)
-        eval_return = None
-        if evaluated:
-            pause = time.perf_counter()
-            eval_return = evaluate(eval_env, actor, max_steps)
-            start += time.perf_counter() - pause  # evaluation is not training time
-        fps = (frames - id_frames) / train_time
-        rows.append(row(method, seed, iteration, frames, train_return, eval_return, train_time, fps))
+        eval_return = evaluate(eval_env, actor, max_steps) if evaluated else None
+        # The median iteration is robust to the bursts of a shared machine; the mean is not.
+        fps = config.frames_per_batch / statistics.median(iteration_times)
+        rows.append(row(method, seed, iteration, frames, train_return, eval_return,
+                        sum(iteration_times), fps))
         if logger is not None:
             log_iteration(logger, rows[-1], losses)
         bar.update(batch.numel())
         bar.set_postfix(ret=f"{eval_return if evaluated else train_return or math.nan:.1f}",
                         fps=f"{fps:.0f}")
+        start = time.perf_counter()
     bar.close()
-    collector.shutdown()
+    trainer.collector.shutdown()
 
     checkpoint = out / "checkpoints" / f"{method}_seed{seed}.pt"
     checkpoint.parent.mkdir(parents=True, exist_ok=True)
@@ -321,7 +349,7 @@ def run(method: str, seed: int, config: Config, out: Path) -> dict:
         "final_eval_return": rows[-1]["eval_return"],
         "frames": frames,
         "identification_frames": id_frames,
-        "train_time_s": train_time,
+        "train_time_s": sum(iteration_times),
         "identification_time_s": identification.total_time if identification else 0.0,
         "train_fps": rows[-1]["fps"],
         "parameters": sum(p.numel() for p in actor.parameters()) + sum(p.numel() for p in critic.parameters()),
@@ -414,6 +442,7 @@ def report(config: Config, runs: list[dict], out: Path) -> tuple[str, dict[str, 
             for m, s in methods.items()
         ],
     )
+    (out / "table.md").write_text(table + "\n")
     for run_ in runs:
         if run_["identification"] is not None:
             run_["identification"].plot(out / "seps_embeddings.png", types=run_["true_types"])
@@ -454,7 +483,7 @@ def main(argv: list[str] | None = None) -> dict:
         print("\ntraining frames/s relative to fups: " + ", ".join(
             f"{key.removesuffix('_over_fups_fps')} {ratio:.2f}x" for key, ratio in throughput.items()
         ))
-    print(f"\nresults in {out}/: results.csv, summary.json, learning_curves.png")
+    print(f"\nresults in {out}/: results.csv, summary.json, table.md, learning_curves.png")
     return {"config": config, "table": table, "throughput": throughput}
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import importlib.util
 import json
+import statistics
 import sys
 from pathlib import Path
 
@@ -64,7 +65,11 @@ def test_results_csv_has_every_iteration(tiny_run):
             start = 320 if method == "seps" else 0
             assert frames == list(range(start, 721, 40)), (method, seed, frames)
             assert run[0]["eval_return"] != "" and run[-1]["eval_return"] != ""
-            assert all(float(r["fps"]) > 0 for r in run[1:])
+            # frames/s: the frames of a batch over the median iteration time so far
+            times = [float(r["time_s"]) for r in run]
+            durations = [later - earlier for earlier, later in zip(times, times[1:])]
+            for i, r in enumerate(run[1:], start=1):
+                assert float(r["fps"]) == pytest.approx(40 / statistics.median(durations[:i]))
 
 
 def test_summary_json(tiny_run):
@@ -85,7 +90,8 @@ def test_summary_json(tiny_run):
 
 
 def test_plots_gif_and_checkpoints(tiny_run):
-    out, _ = tiny_run
+    out, result = tiny_run
+    assert (out / "table.md").read_text() == result["table"] + "\n"
     for name in ("learning_curves.png", "seps_embeddings.png"):
         assert (out / name).read_bytes()[:4] == b"\x89PNG"
     assert (out / "seps_policy.gif").read_bytes()[:6] == b"GIF89a"
