@@ -1,0 +1,40 @@
+"""``benchmarks/train_speed.py``: the side-by-side training-speed table, in a tiny configuration."""
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+from threads import one_thread  # noqa: F401
+
+BENCHMARKS = Path(__file__).parents[1] / "benchmarks"
+
+
+@pytest.fixture(scope="module")
+def train_speed():
+    sys.path.insert(0, str(BENCHMARKS))  # it imports the main job beside it
+    try:
+        spec = importlib.util.spec_from_file_location("train_speed", BENCHMARKS / "train_speed.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+
+
+def test_table_has_a_row_per_method_relative_to_fups(train_speed):
+    table = train_speed.main(["--methods", "fups", "oracle", "nops", "--num-envs", "2",
+                              "--rounds", "2"])
+    rows = [line.strip("| ").split(" | ") for line in table.splitlines()[2:]]
+    assert [(r[0], r[1]) for r in rows] == [("fups", "1"), ("oracle", "3"), ("nops", "15")]
+    assert rows[0][4] == "1.00x"
+    for method, _, iteration, fps, ratio in rows:
+        # 2 envs x 50 steps per iteration
+        assert float(fps) == pytest.approx(100 / (float(iteration.removesuffix(" ms")) / 1e3), rel=0.01)
+        assert float(ratio.removesuffix("x")) > 0
+
+
+def test_needs_fups(train_speed):
+    with pytest.raises(SystemExit):
+        train_speed.main(["--methods", "seps", "oracle"])
