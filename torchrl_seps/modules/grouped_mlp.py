@@ -116,7 +116,7 @@ class _Routing:
     blocked: _Layout
     block_size: int
     block_groups: list[int] | None  # parameter set of each block, None when blocks are groups
-    padded_agents: int  # rows of padding per batch element in the batched product
+    batched_max_rows: int  # rows per block up to which the batched product runs
 
     @classmethod
     def from_groups(cls, groups: torch.Tensor) -> _Routing:
@@ -135,7 +135,7 @@ class _Routing:
             _Layout.of(blocked),
             block,
             None if block_groups == list(range(len(sizes))) else block_groups,
-            len(blocked) - len(ids),
+            _BATCHED_MAX_ROWS["padded" if len(blocked) > len(ids) else "equal"],
         )
 
 
@@ -302,7 +302,7 @@ class GroupedMultiAgentMLP(nn.Module):
         routing = self._routing
         x = x.movedim(-2, 0)  # agent-major: each agent's rows are contiguous
         rows = x[0].numel() // x.shape[-1] * routing.block_size
-        if rows <= _BATCHED_MAX_ROWS["padded" if routing.padded_agents else "equal"]:
+        if rows <= routing.batched_max_rows:
             layout = routing.blocked
             if layout.order is not None:
                 x = x[layout.order]
