@@ -25,12 +25,10 @@ import vmas_seps  # noqa: E402  (the main job, beside this file)
 from torchrl_seps.reporting import markdown_table  # noqa: E402
 
 
-def iteration_time(trainer: vmas_seps.Trainer, batches, config: vmas_seps.Config) -> float:
+def iteration_time(trainer: vmas_seps.Trainer, batches) -> float:
     """Seconds of one training iteration: collect a batch, then update on it."""
     start = time.perf_counter()
-    batch = next(batches)
-    vmas_seps.update(trainer.loss, trainer.optim, batch, trainer.buffer, config)
-    trainer.collector.update_policy_weights_()
+    trainer.train_step(next(batches))
     return time.perf_counter() - start
 
 
@@ -49,15 +47,20 @@ def main(argv: list[str] | None = None) -> str:
     if args.threads:
         torch.set_num_threads(args.threads)
     config = vmas_seps.Config(
-        preset=args.preset, num_envs=args.num_envs, device=args.device, progress=False,
+        preset=args.preset, methods=args.methods, num_envs=args.num_envs, device=args.device,
+        progress=False,
         frames=10**12,  # the collectors never run out
     )
+    try:
+        config.validate()
+    except (TypeError, ValueError) as error:
+        parser.error(str(error))
     trainers = {method: vmas_seps.make_trainer(method, 0, config) for method in args.methods}
     batches = {method: iter(trainer.collector) for method, trainer in trainers.items()}
     times = {method: [] for method in trainers}
     for round_ in range(args.rounds + 1):
         for method, trainer in trainers.items():
-            seconds = iteration_time(trainer, batches[method], config)
+            seconds = iteration_time(trainer, batches[method])
             if round_:
                 times[method].append(seconds)
     for trainer in trainers.values():

@@ -269,6 +269,13 @@ class Trainer:
     optim: torch.optim.Optimizer
     buffer: TensorDictReplayBuffer
     collector: Collector
+    config: Config
+
+    def train_step(self, batch: TensorDictBase) -> TensorDictBase:
+        """One training iteration on a collected batch: the update, then the collector's policy."""
+        losses = update(self.loss, self.optim, batch, self.buffer, self.config)
+        self.collector.update_policy_weights_()
+        return losses
 
 
 def make_trainer(method: str, seed: int, config: Config) -> Trainer:
@@ -298,7 +305,7 @@ def make_trainer(method: str, seed: int, config: Config) -> Trainer:
     return Trainer(
         env, eval_env, groups, identification, id_frames, actor, critic, loss,
         optim=torch.optim.Adam(loss.parameters(), lr=config.lr, eps=1e-5),
-        buffer=make_minibatch_buffer(config, device), collector=collector,
+        buffer=make_minibatch_buffer(config, device), collector=collector, config=config,
     )
 
 
@@ -319,8 +326,7 @@ def run(method: str, seed: int, config: Config, out: Path) -> dict:
     rows.append(row(method, seed, 0, frames, None, evaluate(eval_env, actor, max_steps), 0.0, 0.0))
     start = time.perf_counter()
     for iteration, batch in enumerate(trainer.collector, start=1):
-        losses = update(trainer.loss, trainer.optim, batch, trainer.buffer, config)
-        trainer.collector.update_policy_weights_()
+        losses = trainer.train_step(batch)
         iteration_times.append(time.perf_counter() - start)  # collection and update
         frames += batch.numel()
         evaluated = iteration % config.eval_every == 0 or frames + config.frames_per_batch > config.frames

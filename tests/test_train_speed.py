@@ -35,6 +35,12 @@ def test_table_has_a_row_per_method_relative_to_fups(train_speed):
         assert float(ratio.removesuffix("x")) > 0
 
 
-def test_needs_fups(train_speed):
+@pytest.mark.parametrize("argv, message", [
+    (["--methods", "seps", "oracle"], "must include fups"),
+    (["--preset", "bps-9"], "--preset 'bps-9' is unknown"),
+    (["--num-envs", "0"], "--num-envs must be positive"),
+])
+def test_bad_options_fail_with_a_message(train_speed, capsys, argv, message):
     with pytest.raises(SystemExit):
-        train_speed.main(["--methods", "seps", "oracle"])
+        train_speed.main(argv)
+    assert message in capsys.readouterr().err
