@@ -1,29 +1,35 @@
-"""How well and how fast ``identify_groups`` finds the hidden agent types of our presets.
+"""How well and how fast ``identify_groups`` finds which agents should share, on our presets and
+on VMAS's own scenarios (the zoo), whose truth is known without our code.
 
-For every preset and seed, the script builds ``make_env(preset, num_envs=64, seed=seed)``, runs
-``identify_groups`` at its defaults (random policy, automatic K) and compares the groups with
-``agent_types(env)``. It prints three tables:
+For every task and seed, the script builds the env with 64 vectorised copies, runs
+``identify_groups`` at its defaults (random policy, K chosen on held-out trajectories) and
+compares the groups with the truth:
 
-1. per preset: in how many seeds the groups equal the true types (adjusted Rand index 1.0; for
-   the homogeneous controls, one group), the K found, the range over seeds of the largest
-   pairwise separation (the K = 1 test returns one group below 20), how often the same
-   embeddings clustered with Davies-Bouldin (the SePS authors' criterion) instead of the
-   silhouette would be correct, and the median seconds per stage;
-2. end-to-end seconds on bps-2 (30 agents) at the default budget;
-3. ARI against the number of frames collected, on bps-2 and bps-4.
+- our presets: the hidden types, ``agent_types(env)``;
+- the zoo's exchangeable scenarios (same body, same kind of goal, same reward for every agent):
+  one group;
+- the zoo's ``het_mass`` (VMAS debug scenario): two agents whose bodies differ in mass (4 and 2,
+  each +-1 per episode), so two groups.
 
-Run ``python benchmarks/identification.py`` (about 20 minutes on 2 CPU cores);
-``--quick`` runs 2 seeds and a short frames sweep. ``--threads`` sets torch's intra-op threads
-(1 by default: on a busy 2-core machine two threads per process oversubscribe the cores).
+It prints one table per suite: in how many seeds the result is right (one group for the
+exchangeable tasks, ARI 1 against the types otherwise), the K found, how often the
+silhouette over 2..N-1 on the same embeddings (the embedding-only rule, which cannot return
+1 or N) would be right, and median seconds per stage. ``--sweep`` adds ARI against the frames
+collected on bps-2 and bps-4.
+
+Run ``python benchmarks/identification.py`` (about 30 minutes on 2 CPU cores), ``--suite zoo``
+for VMAS's scenarios only, ``--seeds 2`` for a quick look. ``--threads`` sets torch's
+intra-op threads (1 by default: on a busy 2-core machine two threads per process oversubscribe
+the cores).
 """
 from __future__ import annotations
 
 import argparse
 import collections
-import inspect
 import statistics
 import sys
 import time
+from dataclasses import dataclass, field
 
 import torch
 
@@ -31,44 +37,71 @@ from torchrl_seps import identify_groups
 from torchrl_seps.clustering import AgentClustering, adjusted_rand_index
 from torchrl_seps.scenarios import agent_types, make_env
 
+
+@dataclass(frozen=True)
+class Task:
+    """An env to identify, and the grouping that is right for it."""
+
+    label: str
+    env: str
+    kwargs: dict = field(default_factory=dict)
+    truth: tuple[int, ...] | None = None  # None: the preset's hidden types
+    why: str = ""
+
+
 PRESETS = [
-    "bps-1", "bps-2", "bps-3", "bps-4", "bps-5", "bps-6",
-    "rotnav-2x4", "rotnav-4x5",
-    "bps-homogeneous", "rotnav-homogeneous",
+    Task(name, name)
+    for name in ["bps-1", "bps-2", "bps-3", "bps-4", "bps-5", "bps-6", "rotnav-2x4", "rotnav-4x5",
+                 "bps-homogeneous", "rotnav-homogeneous"]
 ]
+
+
+def _exchangeable(label: str, env: str, n_agents: int, why: str, **kwargs) -> Task:
+    return Task(label, env, {"n_agents": n_agents, **kwargs}, (0,) * n_agents, why)
+
+
+ZOO = [
+    _exchangeable("navigation-4", "navigation", 4, "same body; each agent its own random goal, same reward rule"),
+    _exchangeable("navigation-8", "navigation", 8, "as navigation-4, 8 agents"),
+    _exchangeable("flocking-6", "flocking", 6, "same body; one shared target, same flocking reward"),
+    _exchangeable("sampling-4", "sampling", 4, "same body; one shared field to sample, shared reward"),
+    _exchangeable("dispersion-4", "dispersion", 4, "same body; any agent may eat any food, same reward"),
+    _exchangeable("simple_spread-3", "simple_spread", 3, "MPE: same body; landmarks covered by any agent, shared reward"),
+    _exchangeable("discovery-5", "discovery", 5, "same body; targets found by any agent, same reward rule"),
+    _exchangeable("navigation-2", "navigation", 2, "small team"),
+    _exchangeable("navigation-3", "navigation", 3, "small team"),
+    Task("het_mass", "het_mass", {}, (0, 1), "two bodies of different mass (4 and 2, each +-1 per episode)"),
+]
+SUITES = {"presets": PRESETS, "zoo": ZOO, "all": PRESETS + ZOO}
 NUM_ENVS = 64
 FRAMES_SWEEP = [1_600, 3_200, 6_400, 12_800, 25_600]
 SWEEP_PRESETS = ["bps-2", "bps-4"]
 
 
-def run(preset: str, seed: int, **kwargs) -> dict:
-    env = make_env(preset, num_envs=NUM_ENVS, seed=seed)
-    types = agent_types(env)
+def run(task: Task, seed: int, **kwargs) -> dict:
+    env = make_env(task.env, num_envs=NUM_ENVS, seed=seed, **task.kwargs)
+    truth = agent_types(env) if task.truth is None else torch.tensor(task.truth)
     start = time.perf_counter()
     result = identify_groups(env, seed=seed, **kwargs)
     total = time.perf_counter() - start
     env.close()
-    homogeneous = int(types.max()) == 0
-    ari = adjusted_rand_index(types, result.groups)
-    # The same embeddings clustered with the SePS authors' criterion, for comparison.
-    db = AgentClustering(criterion="davies_bouldin", random_state=seed)
-    db_groups = db.fit_predict(result.embeddings, result.scales)
-    db_correct = db.n_groups_ == 1 if homogeneous else adjusted_rand_index(types, db_groups) == 1.0
+    n_types = int(truth.max()) + 1
     row = {
-        "preset": preset,
+        "task": task.label,
+        "agents": truth.numel(),
+        "true_k": n_types,
         "seed": seed,
         "k": result.n_groups,
-        "ari": ari,
-        "correct": result.n_groups == 1 if homogeneous else ari == 1.0,
-        "db_correct": db_correct,
-        "decision": result.decision,
-        "separation": float(result.clustering.separation_.max()),
+        "ari": adjusted_rand_index(truth, result.groups),
+        "correct": _correct(truth, result.groups),
+        "silhouette_correct": _silhouette_correct(truth, result.embeddings, seed),
+        "best_k": result.evidence.best_k if result.evidence else None,
         "total": total,
         "frames": result.frames,
         **result.timings,
     }
     print(
-        f"  {preset} seed {seed}: K={row['k']} ({row['decision']}) ARI {ari:.3f} "
+        f"  {task.label} seed {seed}: K={row['k']} (best {row['best_k']}) ARI {row['ari']:.3f} "
         f"total {total:.1f}s ({', '.join(f'{k} {v:.1f}s' for k, v in result.timings.items())})",
         file=sys.stderr,
         flush=True,
@@ -76,43 +109,49 @@ def run(preset: str, seed: int, **kwargs) -> dict:
     return row
 
 
-def k_summary(ks: list[int]) -> str:
+def _correct(truth: torch.Tensor, groups) -> bool:
+    """One group for one type; otherwise the same partition as the types."""
+    if int(truth.max()) == 0:
+        return int(torch.as_tensor(groups).max()) == 0
+    return adjusted_rand_index(truth, groups) == 1.0
+
+
+def _silhouette_correct(truth: torch.Tensor, embeddings: torch.Tensor, seed: int) -> bool:
+    if truth.numel() < 3:
+        return False  # the embedding-only rule refuses fewer than three agents
+    return _correct(truth, AgentClustering(random_state=seed).fit_predict(embeddings))
+
+
+def k_summary(ks: list) -> str:
     counts = collections.Counter(ks)
     return ", ".join(f"{k} ({n}x)" if len(counts) > 1 else str(k) for k, n in sorted(counts.items()))
 
 
-def preset_table(rows: list[dict]) -> str:
+def task_table(rows: list[dict]) -> str:
     lines = [
-        "| preset | agents | true K | correct / seeds | K found | largest separation "
-        "| correct with Davies-Bouldin | collect s | fit s | cluster s | total s |",
+        "| task | agents | true K | correct / seeds | K found | best K on held-out "
+        "| correct with silhouette (2..N-1) | collect s | fit s | cluster s | total s |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for preset in dict.fromkeys(r["preset"] for r in rows):
-        group = [r for r in rows if r["preset"] == preset]
-        env = make_env(preset, num_envs=1)
-        types = agent_types(env)
-        env.close()
+    for label, group in groupby(rows, lambda r: r["task"]).items():
         med = {key: statistics.median(r[key] for r in group) for key in ["collect", "fit", "cluster", "total"]}
+        first = group[0]
         lines.append(
-            f"| {preset} | {types.numel()} | {int(types.max()) + 1} | "
+            f"| {label} | {first['agents']} | {first['true_k']} | "
             f"{sum(r['correct'] for r in group)} / {len(group)} | {k_summary([r['k'] for r in group])} | "
-            f"{min(r['separation'] for r in group):.3g} - {max(r['separation'] for r in group):.3g} | "
-            f"{sum(r['db_correct'] for r in group)} / {len(group)} | "
+            f"{k_summary([r['best_k'] for r in group])} | "
+            f"{sum(r['silhouette_correct'] for r in group)} / {len(group)} | "
             f"{med['collect']:.1f} | {med['fit']:.1f} | {med['cluster']:.1f} | {med['total']:.1f} |"
         )
     return "\n".join(lines)
 
 
 def sweep_table(rows: list[dict]) -> str:
-    lines = [
-        "| preset | frames | updates | ARI = 1 / seeds | mean ARI | K found | total s |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for (preset, frames), group in groupby(rows, lambda r: (r["preset"], r["frames"])).items():
-        defaults = inspect.signature(identify_groups).parameters
-        updates = defaults["epochs"].default * (frames // defaults["batch_size"].default)
+    lines = ["| preset | frames | ARI = 1 / seeds | mean ARI | K found | total s |",
+             "|---|---|---|---|---|---|"]
+    for (label, frames), group in groupby(rows, lambda r: (r["task"], r["frames"])).items():
         lines.append(
-            f"| {preset} | {frames} | {updates} | {sum(r['ari'] == 1.0 for r in group)} / {len(group)} | "
+            f"| {label} | {frames} | {sum(r['ari'] == 1.0 for r in group)} / {len(group)} | "
             f"{statistics.mean(r['ari'] for r in group):.2f} | {k_summary([r['k'] for r in group])} | "
             f"{statistics.median(r['total'] for r in group):.1f} |"
         )
@@ -128,42 +167,37 @@ def groupby(rows, key):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--suite", choices=list(SUITES), default="all")
+    parser.add_argument("--tasks", nargs="*", help="only these task labels")
     parser.add_argument("--seeds", type=int, default=10)
-    parser.add_argument("--presets", nargs="*", default=PRESETS)
+    parser.add_argument("--sweep", action="store_true", help="ARI against frames on bps-2, bps-4")
     parser.add_argument("--sweep-seeds", type=int, default=5)
-    parser.add_argument("--frames", nargs="*", type=int, default=FRAMES_SWEEP)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--quick", action="store_true", help="2 seeds, 3 frame budgets")
     args = parser.parse_args()
-    if args.quick:
-        args.seeds, args.sweep_seeds, args.frames = 2, 2, [1_600, 6_400, 12_800]
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {args.threads} thread(s), {NUM_ENVS} envs", file=sys.stderr)
 
-    rows = [run(p, s) for p in args.presets for s in range(args.seeds)]
-    print(f"### Automatic K at the defaults ({args.seeds} seeds, {NUM_ENVS} envs)\n")
-    print(preset_table(rows))
+    tasks = [t for t in SUITES[args.suite] if not args.tasks or t.label in args.tasks]
+    rows = [run(task, seed) for task in tasks for seed in range(args.seeds)]
+    for suite in ("presets", "zoo"):
+        suite_rows = [r for r in rows if r["task"] in {t.label for t in SUITES[suite]}]
+        if suite_rows:
+            print(f"\n### {suite}: automatic K at the defaults ({args.seeds} seeds, {NUM_ENVS} envs)\n")
+            print(task_table(suite_rows))
 
-    bps2 = [r for r in rows if r["preset"] == "bps-2"]
+    bps2 = [r for r in rows if r["task"] == "bps-2"]
     if bps2:
         totals = [r["total"] for r in bps2]
         print("\n### bps-2 end to end at the default budget (collect + fit + cluster)\n")
         print("| frames | threads | runs | median s | max s |\n|---|---|---|---|---|")
-        print(
-            f"| {bps2[0]['frames']} | {args.threads} | {len(totals)} | "
-            f"{statistics.median(totals):.1f} | {max(totals):.1f} |"
-        )
+        print(f"| {bps2[0]['frames']} | {args.threads} | {len(totals)} | "
+              f"{statistics.median(totals):.1f} | {max(totals):.1f} |")
 
-    if not args.frames:
-        return
-    sweep = [
-        run(p, s, frames=f)
-        for p in SWEEP_PRESETS
-        for f in args.frames
-        for s in range(args.sweep_seeds)
-    ]
-    print(f"\n### ARI against frames collected ({args.sweep_seeds} seeds, epochs fixed at 16)\n")
-    print(sweep_table(sweep))
+    if args.sweep:
+        sweep = [run(Task(p, p), s, frames=f) for p in SWEEP_PRESETS for f in FRAMES_SWEEP
+                 for s in range(args.sweep_seeds)]
+        print(f"\n### ARI against frames collected ({args.sweep_seeds} seeds, epochs fixed at 16)\n")
+        print(sweep_table(sweep))
 
 
 if __name__ == "__main__":

@@ -53,6 +53,9 @@ def test_collection_never_pairs_across_episodes():
     # Every row, episode ends included, follows the dynamics; a reset (offset by 5) would not.
     torch.testing.assert_close(data["next", "agents", "observation"], expected)
     assert env.n_steps_taken == 30
+    # Each env's 30 steps are episodes of 7, 7, 7, 7 and 2 steps: 20 trajectory ids in all.
+    traj = data["collector", "traj_ids"]
+    assert traj.unique().numel() == 20 and torch.bincount(traj).tolist().count(7) == 16
 
 
 def test_collection_uses_the_given_policy():
@@ -228,7 +231,8 @@ def test_identify_groups_with_another_group_name_and_given_k():
     env = reward_typed(group="robots")
     result = identify_groups(env, group="robots", n_groups=3, seed=1, **FAST)
     assert adjusted_rand_index(TYPES, result.groups) == 1.0
-    assert result.decision == "given"
+    assert result.decision == "given" and result.evidence is None
+    assert result.heldout_frames == 0  # with K given, every frame is fitted on
 
 
 def test_identify_groups_is_deterministic_for_a_seed_and_keeps_the_global_rng():
@@ -242,9 +246,9 @@ def test_identify_groups_is_deterministic_for_a_seed_and_keeps_the_global_rng():
 
 
 def test_identify_groups_uses_the_given_clustering_without_changing_it():
-    clustering = AgentClustering(criterion="davies_bouldin", n_init=2)
+    clustering = AgentClustering(n_init=2)
     result = identify_groups(reward_typed(), clustering=clustering, seed=0, **FAST)
-    assert result.clustering.criterion == "davies_bouldin"
+    assert result.clustering.n_init == 2 and result.clustering.random_state == 0
     assert not hasattr(clustering, "labels_") and clustering.random_state is None
 
 
@@ -286,6 +290,8 @@ def test_plot(tmp_path):
         (dict(targets=("action",)), ValueError, "targets must be a non-empty subset"),
         (dict(kl_weight=-1.0), ValueError, "kl_weight must be a float >= 0"),
         (dict(clustering="kmeans"), TypeError, "clustering must be an AgentClustering, got str"),
+        (dict(heldout_fraction=1.0), ValueError, r"heldout_fraction must be in \(0, 1\), got heldout_fraction=1.0"),
+        (dict(alpha=0.0), ValueError, "alpha must be > 0, got alpha=0.0"),
     ],
 )
 def test_bad_arguments_fail_before_collecting(kwargs, error, match):

@@ -5,6 +5,8 @@ with ``D`` = (stay, +x, -x, +y, -y); its reward is minus its distance, after the
 goal ``goals[type]``. Episodes last ``max_steps`` steps (truncation); a reset puts every agent
 uniformly in ``[-1, 1]^2`` plus ``reset_offset``, so that a transition pairing the last
 observation of an episode with the first of the next breaks ``next = obs + speed * D[a]``.
+With ``noise > 0`` every move and reward gets independent Gaussian noise of that standard
+deviation, the same for every type: exchangeable agents then differ only by chance.
 """
 from __future__ import annotations
 
@@ -31,6 +33,7 @@ class TypedAgentsEnv(EnvBase):
         nan_reward_at_step: int | None = None,
         bounded_observation: bool = False,
         group: str = "agents",
+        noise: float = 0.0,
         seed: int = 0,
     ):
         super().__init__(batch_size=torch.Size([num_envs]))
@@ -43,6 +46,7 @@ class TypedAgentsEnv(EnvBase):
         self.nan_reward_at_step = nan_reward_at_step
         self.n_steps_taken = 0  # total steps over the env's life, for tests
         self.group = group
+        self.noise = noise
         n = self.types.numel()
         obs_spec_cls = (
             Bounded(low=-100.0, high=100.0, shape=(num_envs, n, 2))
@@ -92,9 +96,13 @@ class TypedAgentsEnv(EnvBase):
     def _step(self, tensordict: TensorDictBase) -> TensorDictBase:
         action = tensordict[self.group, "action"]
         self._pos = self._pos + self.speeds[self.types][None, :, None] * DIRECTIONS[action]
+        if self.noise:
+            self._pos = self._pos + self.noise * torch.randn(self._pos.shape, generator=self._rng)
         self._count = self._count + 1
         self.n_steps_taken += 1
         reward = -(self._pos - self.goals[self.types][None]).norm(dim=-1, keepdim=True)
+        if self.noise:
+            reward = reward + self.noise * torch.randn(reward.shape, generator=self._rng)
         if self.nan_reward_at_step is not None and self.n_steps_taken == self.nan_reward_at_step:
             reward = torch.full_like(reward, float("nan"))
         truncated = self._count >= self.max_steps

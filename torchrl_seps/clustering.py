@@ -1,39 +1,37 @@
-"""Grouping agents by their identity embeddings: k-means, with the number of groups chosen
-automatically when it is not given.
+"""Grouping agents by their identity embeddings with k-means: K given, or chosen.
 
-Choosing K (:class:`AgentClustering` with ``n_groups=None``) takes three steps, on the ``N``
-embeddings (the encoder means) and, when given, their posterior standard deviations:
+:class:`AgentClustering` is a scikit-learn estimator over the ``N`` embeddings (one row per
+agent). It offers two things:
 
-1. **K = 1 when no two agents are separated.** The *separation* of agents ``i`` and ``j`` is the
-   distance between their means in units of their posterior standard deviations,
-   ``sqrt(sum_d (mu_id - mu_jd)^2 / ((s_id^2 + s_jd^2) / 2))``. If every pair is closer than
-   ``separation`` (default 20), the identity model could not tell any two agents apart: one
-   group. (Without standard deviations, distances are in latent units.)
-2. **K = N when every two agents are separated.** If every pair is further apart than
-   ``separation``, no two agents behave alike: one group each.
-3. **Otherwise, the best K in 2..N-1** by the ``criterion``: the mean silhouette coefficient
-   (highest wins; the default) or the Davies-Bouldin index (lowest wins; the SePS authors'
-   choice), each over the k-means partition of that K.
+- :meth:`AgentClustering.partitions`: the k-means partition of every candidate K in ``1..N``.
+  These are the candidates that :func:`~torchrl_seps.identification.identify_groups` scores on
+  held-out transitions, which is how this package chooses K by default
+  (:mod:`torchrl_seps.model_selection`).
+- :meth:`AgentClustering.fit`: K given, or chosen from the embeddings alone by an internal
+  index, the mean silhouette coefficient (the default) or the Davies-Bouldin index (the SePS
+  authors' choice), over ``K = 2..N-1``.
 
-Why the silhouette by default: Davies-Bouldin rewards partitions into many tiny clusters, since
-a singleton cluster has no spread; with agents of one type at slightly different places it then
-prefers K close to N. The silhouette gives a singleton a score of 0, so splitting a tight group
-costs more than it gains. Why the separation tests: neither index is defined for K = 1 or
-K = N, and a set of embeddings without group structure looks the same whether all agents are
-alike or all differ; only an absolute scale tells the two apart, and the posterior standard
-deviation is the identity model's own measure of which differences it can resolve.
+What embeddings alone cannot decide: whether all agents are alike (K = 1) or all differ
+(K = N). A cloud of points without structure looks the same in both cases, because nothing
+in the embeddings says which distances matter: that is a question about how well each
+grouping predicts the agents' transitions, which needs the identity model and data it was not
+fitted on. So ``fit`` without ``n_groups`` only chooses among ``2..N-1`` and refuses fewer than
+three agents. Between those, the silhouette is preferred to Davies-Bouldin, which rewards
+partitions into many tiny clusters (a singleton has no spread) and then picks K close to N.
 
 Labels are canonical: groups are numbered in order of first appearance by agent index, so
 agent 0 is always in group 0, and equal partitions get equal labels.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClusterMixin
 from sklearn.cluster import KMeans
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import (
     adjusted_rand_score,
     davies_bouldin_score,
@@ -46,7 +44,6 @@ __all__ = [
     "adjusted_rand_index",
     "canonical_labels",
     "normalized_mutual_info",
-    "pairwise_separation",
 ]
 
 ArrayLike = Sequence | np.ndarray | torch.Tensor
@@ -64,19 +61,18 @@ def _as_labels(name: str, labels: ArrayLike) -> np.ndarray:
     return labels
 
 
-def canonical_labels(labels: ArrayLike) -> torch.Tensor:
+def canonical_labels(labels: ArrayLike) -> np.ndarray:
     """Renumbers labels in order of first appearance: the first agent's label becomes 0, the
     next new label 1, and so on.
 
     Examples:
         >>> canonical_labels([2, 2, 0, 1, 0])
-        tensor([0, 0, 1, 2, 1])
+        array([0, 0, 1, 2, 1])
     """
     labels = _as_labels("labels", labels)
-    _, first = np.unique(labels, return_index=True)
-    order = np.argsort(np.argsort(first))  # rank of each unique label by first appearance
-    mapping = dict(zip(np.unique(labels).tolist(), order.tolist()))
-    return torch.tensor([mapping[x] for x in labels.tolist()], dtype=torch.long)
+    values, first, inverse = np.unique(labels, return_index=True, return_inverse=True)
+    rank = np.argsort(np.argsort(first))  # rank of each unique label by first appearance
+    return rank[inverse.reshape(-1)].astype(np.int64)
 
 
 def adjusted_rand_index(labels_true: ArrayLike, labels_pred: ArrayLike) -> float:
@@ -120,72 +116,41 @@ def _as_matrix(name: str, x: ArrayLike) -> np.ndarray:
     return x
 
 
-def pairwise_separation(embeddings: ArrayLike, scales: ArrayLike | None = None) -> torch.Tensor:
-    """The separation of every pair of agents: the distance between their embeddings in units
-    of their standard deviations, ``sqrt(sum_d (mu_id - mu_jd)^2 / ((s_id^2 + s_jd^2) / 2))``.
-
-    Without ``scales`` this is the Euclidean distance.
-
-    Examples:
-        >>> pairwise_separation([[0.0], [1.0]], scales=[[0.1], [0.1]])
-        tensor([[ 0., 10.],
-                [10.,  0.]], dtype=torch.float64)
-    """
-    mu = _as_matrix("embeddings", embeddings)
-    if scales is None:
-        var = np.ones_like(mu)
-    else:
-        var = _as_matrix("scales", scales) ** 2
-        if var.shape != mu.shape:
-            raise ValueError(
-                f"scales must have the shape of embeddings {mu.shape}, got {var.shape}."
-            )
-        if (var <= 0).any():
-            raise ValueError("scales must be > 0.")
-    diff2 = (mu[:, None, :] - mu[None, :, :]) ** 2
-    pooled = (var[:, None, :] + var[None, :, :]) / 2
-    return torch.from_numpy(np.sqrt((diff2 / pooled).sum(-1)))
-
-
 class AgentClustering(ClusterMixin, BaseEstimator):
     """Groups agents by k-means over their identity embeddings, with K given or chosen.
 
-    See the module documentation for how K is chosen when ``n_groups=None``.
+    See the module documentation for what K the embeddings alone can decide.
 
     Args:
         n_groups (int, optional): number of groups; ``None`` (the default) chooses it in
-            ``1..N``.
+            ``2..N-1`` by the ``criterion``.
 
     Keyword Args:
-        criterion (str, optional): ``"silhouette"`` (the default) or ``"davies_bouldin"``, the
-            score that picks K in ``2..N-1``.
-        separation (float, optional): the separation (distance in posterior standard
-            deviations) above which two agents count as distinguishable, for the K = 1 and
-            K = N tests. Defaults to ``20.0``.
+        criterion (str, optional): ``"silhouette"`` (the default) or ``"davies_bouldin"``.
         n_init (int, optional): k-means restarts (k-means++ initialisation). Defaults to ``10``.
         random_state (int, optional): seed of k-means; equal seeds give equal results.
 
     Attributes:
-        labels_ (LongTensor): canonical group of each agent, shape ``[N]``.
+        labels_ (ndarray): canonical group of each agent, shape ``(N,)``, ``int64``.
         n_groups_ (int): number of groups.
-        cluster_centers_ (Tensor): mean embedding of each group, shape ``[n_groups_, n_features]``.
-        scores_ (dict[int, float]): the criterion's score of every K tried in ``2..N-1``.
-        separation_ (Tensor): pairwise separations, shape ``[N, N]``.
-        decision_ (str): how K was chosen: ``"given"``, ``"not separated"`` (K = 1),
-            ``"all separated"`` (K = N) or the criterion's name.
+        cluster_centers_ (ndarray): mean embedding of each group, shape ``(n_groups_, n_features)``.
+        scores_ (dict[int, float]): the criterion's score of every K tried in ``2..N-1``
+            (empty when ``n_groups`` is given).
+        decision_ (str): how K was chosen: ``"given"``, the criterion's name, or
+            ``"identical embeddings"`` (K = 1).
 
     Examples:
-        >>> import torch
-        >>> centres = torch.tensor([[0.0, 0.0], [5.0, 0.0], [0.0, 5.0]])
-        >>> types = torch.tensor([2, 2, 0, 0, 1, 1])
-        >>> embeddings = centres[types] + 0.1 * torch.randn(6, 2)
-        >>> clustering = AgentClustering(random_state=0).fit(embeddings, scales=torch.full((6, 2), 0.05))
+        >>> import numpy as np
+        >>> centres = np.array([[0.0, 0.0], [5.0, 0.0], [0.0, 5.0]])
+        >>> types = np.array([2, 2, 0, 0, 1, 1])
+        >>> embeddings = centres[types] + 0.1 * np.random.default_rng(0).normal(size=(6, 2))
+        >>> clustering = AgentClustering(random_state=0).fit(embeddings)
         >>> clustering.n_groups_, clustering.decision_
         (3, 'silhouette')
         >>> clustering.labels_
-        tensor([0, 0, 1, 1, 2, 2])
-        >>> AgentClustering(random_state=0).fit(0.01 * torch.randn(6, 2), scales=torch.ones(6, 2)).n_groups_
-        1
+        array([0, 0, 1, 1, 2, 2])
+        >>> {k: labels.tolist() for k, labels in clustering.partitions(embeddings, ks=[1, 2]).items()}
+        {1: [0, 0, 0, 0, 0, 0], 2: [0, 0, 1, 1, 1, 1]}
     """
 
     def __init__(
@@ -193,13 +158,11 @@ class AgentClustering(ClusterMixin, BaseEstimator):
         n_groups: int | None = None,
         *,
         criterion: str = "silhouette",
-        separation: float = 20.0,
         n_init: int = 10,
         random_state: int | None = None,
     ) -> None:
         self.n_groups = n_groups
         self.criterion = criterion
-        self.separation = separation
         self.n_init = n_init
         self.random_state = random_state
 
@@ -218,12 +181,6 @@ class AgentClustering(ClusterMixin, BaseEstimator):
                 )
         if self.criterion not in CRITERIA:
             raise ValueError(f"criterion must be one of {CRITERIA}, got {self.criterion!r}.")
-        if (
-            isinstance(self.separation, bool)
-            or not isinstance(self.separation, (int, float))
-            or not self.separation > 0
-        ):
-            raise ValueError(f"separation must be a float > 0, got {self.separation!r}.")
         if isinstance(self.n_init, bool) or not isinstance(self.n_init, int) or self.n_init < 1:
             raise ValueError(f"n_init must be an int >= 1, got {self.n_init!r}.")
 
@@ -233,62 +190,77 @@ class AgentClustering(ClusterMixin, BaseEstimator):
             return np.zeros(n, dtype=np.int64)
         if k == n:
             return np.arange(n, dtype=np.int64)
-        km = KMeans(n_clusters=k, n_init=self.n_init, random_state=self.random_state)
-        return km.fit_predict(x)
+        with warnings.catch_warnings():
+            # Fewer distinct embeddings than k: k-means returns fewer groups, which is right.
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            km = KMeans(n_clusters=k, n_init=self.n_init, random_state=self.random_state)
+            return canonical_labels(km.fit_predict(x))
+
+    def partitions(self, embeddings: ArrayLike, ks: Iterable[int] | None = None) -> dict[int, np.ndarray]:
+        """The k-means partition for every K in ``ks`` (default ``1..N``), canonical labels.
+
+        K = 1 puts every agent in one group and K = N every agent in its own, without k-means.
+        Where the embeddings hold fewer than K distinct points, the partition has fewer groups.
+        """
+        x = _as_matrix("embeddings", embeddings)
+        n = x.shape[0]
+        ks = range(1, n + 1) if ks is None else list(ks)
+        for k in ks:
+            if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= n:
+                raise ValueError(f"ks must hold ints in 1..N={n}, got {k!r}.")
+        return {int(k): self._kmeans(x, int(k)) for k in ks}
+
+    def fit(self, embeddings: ArrayLike, y: None = None) -> AgentClustering:
+        """Clusters the agents.
+
+        Args:
+            embeddings (array-like): one embedding per agent, shape ``(N, n_features)``.
+            y: ignored (scikit-learn's signature).
+
+        Returns:
+            self
+
+        Raises:
+            ValueError: without ``n_groups`` for fewer than three agents, where the embeddings
+                alone cannot tell one group from N (see the module documentation).
+        """
+        x = _as_matrix("embeddings", embeddings)
+        n = x.shape[0]
+        self.validate_params(n)
+        self.scores_: dict[int, float] = {}
+        if self.n_groups is not None:
+            labels, self.decision_ = self._kmeans(x, self.n_groups), "given"
+        elif n < 3:
+            raise ValueError(
+                f"cannot choose the number of groups of {n} agents from embeddings alone: "
+                "pass n_groups, or let identify_groups choose K on held-out transitions."
+            )
+        else:
+            candidates = self.partitions(x, range(2, n))
+            for k, candidate in candidates.items():
+                if len(np.unique(candidate)) > 1:
+                    self.scores_[k] = self._score(x, candidate)
+            if not self.scores_:  # every embedding is the same point
+                labels, self.decision_ = np.zeros(n, dtype=np.int64), "identical embeddings"
+            else:
+                pick = max if self.criterion == "silhouette" else min
+                best = pick(self.scores_, key=self.scores_.get)
+                labels, self.decision_ = candidates[best], self.criterion
+        self.labels_ = labels
+        self.n_groups_ = int(self.labels_.max()) + 1
+        self.cluster_centers_ = np.stack([x[self.labels_ == g].mean(0) for g in range(self.n_groups_)])
+        return self
 
     def _score(self, x: np.ndarray, labels: np.ndarray) -> float:
         if self.criterion == "silhouette":
             return float(silhouette_score(x, labels))
         return float(davies_bouldin_score(x, labels))
 
-    def fit(self, embeddings: ArrayLike, scales: ArrayLike | None = None) -> AgentClustering:
-        """Clusters the agents.
-
-        Args:
-            embeddings (array-like): one embedding per agent, shape ``(N, n_features)``.
-            scales (array-like, optional): posterior standard deviations of the embeddings,
-                same shape; used by the K = 1 and K = N tests only.
-
-        Returns:
-            self
-        """
-        x = _as_matrix("embeddings", embeddings)
-        n = x.shape[0]
-        self.validate_params(n)
-        self.separation_ = pairwise_separation(x, scales)
-        self.scores_: dict[int, float] = {}
-        labels_by_k: dict[int, np.ndarray] = {}
-        ks = [self.n_groups] if self.n_groups is not None else range(2, n)
-        for k in ks:
-            labels_by_k[k] = self._kmeans(x, k)
-            if 2 <= k < n:
-                self.scores_[k] = self._score(x, labels_by_k[k])
-
-        if self.n_groups is not None:
-            k, self.decision_ = self.n_groups, "given"
-        else:
-            off_diagonal = self.separation_[~torch.eye(n, dtype=torch.bool)]
-            if n == 1 or off_diagonal.max() < self.separation:
-                k, self.decision_ = 1, "not separated"
-            elif off_diagonal.min() > self.separation:
-                k, self.decision_ = n, "all separated"
-            else:
-                pick = max if self.criterion == "silhouette" else min
-                k, self.decision_ = pick(self.scores_, key=self.scores_.get), self.criterion
-            labels_by_k.setdefault(k, self._kmeans(x, k))
-
-        self.labels_ = canonical_labels(labels_by_k[k])
-        self.n_groups_ = int(self.labels_.max()) + 1
-        self.cluster_centers_ = torch.stack(
-            [torch.from_numpy(x[self.labels_.numpy() == g].mean(0)) for g in range(self.n_groups_)]
-        ).float()
-        return self
-
-    def fit_predict(self, embeddings: ArrayLike, scales: ArrayLike | None = None) -> torch.Tensor:
+    def fit_predict(self, embeddings: ArrayLike, y: None = None) -> np.ndarray:
         """Clusters the agents and returns :attr:`labels_`.
 
         Examples:
             >>> AgentClustering(n_groups=2, random_state=0).fit_predict([[0.0], [9.0], [0.1]])
-            tensor([0, 1, 0])
+            array([0, 1, 0])
         """
-        return self.fit(embeddings, scales).labels_
+        return self.fit(embeddings).labels_

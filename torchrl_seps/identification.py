@@ -23,6 +23,13 @@ from torchrl.data import Binary, Categorical, MultiCategorical, MultiOneHot, One
 from torchrl.envs import EnvBase
 
 from torchrl_seps.clustering import AgentClustering
+from torchrl_seps.model_selection import (
+    TRAJECTORY_KEY,
+    HeldOutEvidence,
+    compare_partitions,
+    split_heldout,
+    tied_heldout_errors,
+)
 from torchrl_seps.modules.identity import IdentityDecoder, IdentityEncoder
 from torchrl_seps.objectives.identity import TARGETS, IdentityLoss
 
@@ -129,7 +136,8 @@ def collect_transitions(
     Returns:
         a TensorDict of batch size ``[frames]`` holding ``(group, "observation")``,
         ``(group, "action")``, ``("next", group, "observation")`` and ``("next", group,
-        "reward")``, each of shape ``(frames, n_agents, ...)``.
+        "reward")``, each of shape ``(frames, n_agents, ...)``, and the collector's trajectory
+        id of every frame, ``("collector", "traj_ids")``.
 
     Raises:
         TypeError, ValueError: on a wrong env, a missing entry, a non-positive ``frames``, or
@@ -160,6 +168,7 @@ def collect_transitions(
         keys["action"],
         ("next", *keys["observation"]),
         ("next", *keys["reward"]),
+        TRAJECTORY_KEY,
     ]
     batches = []
     bar = _progress_bar(progress, total=n_batches * steps_per_batch * n_envs, desc="collect")
@@ -331,31 +340,36 @@ def fit_identity(
 
 @dataclass
 class IdentificationResult:
-    """What :func:`identify_groups` found, and how long each stage took.
+    """What :func:`identify_groups` found, the evidence for it, and how long each stage took.
 
     Attributes:
         groups (LongTensor): canonical group of each agent, shape ``[N]``.
         n_groups (int): number of groups.
         embeddings (Tensor): each agent's identity embedding (encoder mean), shape ``[N, latent]``.
         scales (Tensor): each agent's posterior standard deviation, shape ``[N, latent]``.
-        scores (dict[int, float]): the clustering criterion's score of every K tried.
-        decision (str): how K was chosen (see :class:`~torchrl_seps.clustering.AgentClustering`).
+        decision (str): how K was chosen, in words: ``"given"``, or the held-out test's
+            sentence (:meth:`HeldOutEvidence.describe`).
+        evidence (HeldOutEvidence or None): held-out loss per candidate K with its
+            uncertainty, the best and the chosen K; ``None`` when K was given.
         loss_curve (list[float]): mean identity loss per epoch.
-        timings (dict[str, float]): seconds spent in ``"collect"``, ``"fit"`` and ``"cluster"``.
-        frames (int): frames collected.
+        timings (dict[str, float]): seconds spent in ``"collect"``, ``"fit"`` and ``"cluster"``
+            (k-means and the held-out test).
+        frames (int): frames collected (fitted on and held out).
+        heldout_frames (int): frames held out to choose K (0 when K was given).
         encoder (IdentityEncoder): the fitted encoder.
-        clustering (AgentClustering): the fitted clustering.
+        clustering (AgentClustering): the clustering whose partitions were candidates.
     """
 
     groups: torch.Tensor
     n_groups: int
     embeddings: torch.Tensor
     scales: torch.Tensor
-    scores: dict[int, float]
     decision: str
+    evidence: HeldOutEvidence | None
     loss_curve: list[float]
     timings: dict[str, float]
     frames: int
+    heldout_frames: int
     encoder: IdentityEncoder = field(repr=False)
     clustering: AgentClustering = field(repr=False)
 
@@ -365,8 +379,24 @@ class IdentificationResult:
         return sum(self.timings.values())
 
     def plot(self, path: str | Path, types: Sequence[int] | torch.Tensor | None = None) -> Path:
-        """Saves the embeddings in 2-D, see :func:`plot_embeddings`."""
-        return plot_embeddings(self.embeddings, self.groups, path, types=types)
+        """Saves the embeddings in 2-D (see :func:`plot_embeddings`) and, when K was chosen,
+        the held-out loss of every candidate K beside them."""
+        return plot_embeddings(self.embeddings, self.groups, path, types=types, evidence=self.evidence)
+
+
+def _check_identify_args(frames, epochs, batch_size, lr, heldout_fraction, alpha) -> None:
+    _check_int("frames", frames, 1)
+    _check_int("epochs", epochs, 1)
+    _check_int("batch_size", batch_size, 1)
+    _check_float("lr", lr, positive=True)
+    for name, value in (("heldout_fraction", heldout_fraction), ("alpha", alpha)):
+        _check_float(name, value, positive=True)
+        if value >= 1:
+            raise ValueError(f"{name} must be in (0, 1), got {name}={value}.")
+    if frames < batch_size:
+        raise ValueError(
+            f"too few frames to fit: frames={frames}, expected at least batch_size={batch_size}."
+        )
 
 
 def identify_groups(
@@ -382,19 +412,25 @@ def identify_groups(
     epochs: int = 16,
     batch_size: int = 256,
     lr: float = 1e-2,
+    heldout_fraction: float = 0.25,
+    alpha: float = 0.05,
     clustering: AgentClustering | None = None,
     seed: int | None = None,
     progress: bool = False,
 ) -> IdentificationResult:
-    """Finds groups of agents that behave alike: collect, fit, embed, cluster.
+    """Finds groups of agents that behave alike: collect, fit, embed, cluster, choose K.
 
     1. :func:`collect_transitions`: ``frames`` frames from ``env`` under ``policy`` (uniformly
        random by default);
-    2. :func:`fit_identity`: the identity model of :func:`identity_model` (encoder, decoder,
-       :class:`~torchrl_seps.objectives.IdentityLoss`) fitted for ``epochs`` epochs;
-    3. each agent's embedding is its encoder mean, with its posterior standard deviation;
-    4. :class:`~torchrl_seps.clustering.AgentClustering` groups the embeddings, with
-       ``n_groups`` given or chosen in ``1..N``.
+    2. when K is to be chosen, :func:`~torchrl_seps.model_selection.split_heldout` holds out
+       ``heldout_fraction`` of the trajectories;
+    3. :func:`fit_identity`: the identity model of :func:`identity_model` (encoder, decoder,
+       :class:`~torchrl_seps.objectives.IdentityLoss`) fitted for ``epochs`` epochs on the rest;
+    4. each agent's embedding is its encoder mean;
+    5. K given: k-means with K groups. K chosen: the k-means partition of every K in ``1..N``
+       is scored on the held-out trajectories with embeddings tied within groups, and the
+       smallest K not worse than the best beyond noise wins (:mod:`torchrl_seps.model_selection`
+       says how, and what that guarantees).
 
     Every argument is checked, and the model is built from the env's specs, before any frame is
     collected.
@@ -412,7 +448,7 @@ def identify_groups(
     Keyword Args:
         policy (callable, optional): the acting policy; ``None`` acts at random.
         group (str, optional): the agent group. Defaults to ``"agents"``.
-        n_groups (int, optional): the number of groups; ``None`` chooses it.
+        n_groups (int, optional): the number of groups; ``None`` chooses it on held-out data.
         latent_dim (int, optional): identity latent size. Defaults to ``5``.
         targets (sequence of str, optional): what the decoder reconstructs. Defaults to
             ``("next_observation", "reward")``.
@@ -420,11 +456,16 @@ def identify_groups(
         epochs (int, optional): passes over the data. Defaults to ``16``.
         batch_size (int, optional): frames per update. Defaults to ``256``.
         lr (float, optional): Adam learning rate. Defaults to ``1e-2``.
-        clustering (AgentClustering, optional): the clustering to use (its ``n_groups`` is
-            overridden by ``n_groups`` when that is given, and its ``random_state`` by
-            ``seed``). Defaults to ``AgentClustering()``.
-        seed (int, optional): seeds the env, the random policy, the model and k-means; the
-            global random state is restored afterwards. ``None`` leaves them unseeded.
+        heldout_fraction (float, optional): share of the trajectories held out to choose K.
+            Defaults to ``0.25``.
+        alpha (float, optional): level of the held-out test: the chance, for a K as good as the
+            best, of being judged worse. Defaults to ``0.05``.
+        clustering (AgentClustering, optional): the k-means settings (``n_init``); its
+            ``n_groups`` is overridden by ``n_groups`` and its ``random_state`` by ``seed``.
+            Defaults to ``AgentClustering()``.
+        seed (int, optional): seeds the env, the random policy, the model, the held-out split,
+            k-means and the bootstrap; the global random state is restored afterwards. ``None``
+            leaves them unseeded.
         progress (bool, optional): show progress bars (tqdm) for collection and fitting.
 
     Returns:
@@ -433,28 +474,21 @@ def identify_groups(
     Examples:
         >>> from torchrl.envs.libs.vmas import VmasEnv
         >>> env = VmasEnv("balance", num_envs=4, n_agents=3, seed=0)
-        >>> result = identify_groups(env, frames=64, epochs=1, batch_size=32, seed=0)
+        >>> result = identify_groups(env, frames=256, epochs=1, batch_size=32, seed=0)
         >>> result.groups.shape, result.embeddings.shape
         (torch.Size([3]), torch.Size([3, 5]))
+        >>> result.evidence.ks
+        [1, 2, 3]
         >>> sorted(result.timings)
         ['cluster', 'collect', 'fit']
     """
     _check_env(env, group)
-    _check_int("frames", frames, 1)
-    _check_int("epochs", epochs, 1)
-    _check_int("batch_size", batch_size, 1)
-    _check_float("lr", lr, positive=True)
-    if frames < batch_size:
-        raise ValueError(
-            f"too few frames to fit: frames={frames}, expected at least batch_size={batch_size}."
-        )
+    _check_identify_args(frames, epochs, batch_size, lr, heldout_fraction, alpha)
     if clustering is None:
         clustering = AgentClustering()
     elif not isinstance(clustering, AgentClustering):
         raise TypeError(f"clustering must be an AgentClustering, got {type(clustering).__name__}.")
-    clustering = clone(clustering)
-    if n_groups is not None:
-        clustering.set_params(n_groups=n_groups)
+    clustering = clone(clustering).set_params(n_groups=n_groups)
     if seed is not None:
         clustering.set_params(random_state=seed)
 
@@ -473,8 +507,12 @@ def identify_groups(
         logger.info("collected %d frames in %.1f s", data.shape[0], timings["collect"])
 
         start = time.perf_counter()
+        fit_data, heldout, unit = data, None, None
+        if n_groups is None:
+            fit_data, heldout, unit = split_heldout(data, heldout_fraction, seed=seed)
         curve = fit_identity(
-            loss, data, epochs=epochs, batch_size=batch_size, lr=lr, progress=progress
+            loss, fit_data, epochs=epochs, batch_size=min(batch_size, fit_data.shape[0]), lr=lr,
+            progress=progress,
         )
         timings["fit"] = time.perf_counter() - start
         logger.info("fitted the identity model in %.1f s, final loss %.4f", timings["fit"], curve[-1])
@@ -482,25 +520,47 @@ def identify_groups(
     start = time.perf_counter()
     with torch.no_grad():
         embeddings, scales = loss.encoder.agent_distribution()
-    embeddings, scales = embeddings.detach().cpu(), scales.detach().cpu()
-    clustering.fit(embeddings, scales)
+    if heldout is None:
+        groups, evidence = clustering.fit(embeddings.cpu()).labels_, None
+        decision = clustering.decision_
+    else:
+        groups, evidence = _choose_on_heldout(loss, heldout, unit, embeddings, clustering, alpha, seed)
+        decision = f"held-out: {evidence.describe()}"
     timings["cluster"] = time.perf_counter() - start
-    logger.info(
-        "found %d groups (%s) in %.1f s", clustering.n_groups_, clustering.decision_, timings["cluster"]
-    )
+    groups = torch.as_tensor(groups, dtype=torch.long)
+    logger.info("found %d groups (%s) in %.1f s", int(groups.max()) + 1, decision, timings["cluster"])
     return IdentificationResult(
-        groups=clustering.labels_,
-        n_groups=clustering.n_groups_,
-        embeddings=embeddings,
-        scales=scales,
-        scores=dict(clustering.scores_),
-        decision=clustering.decision_,
+        groups=groups,
+        n_groups=int(groups.max()) + 1,
+        embeddings=embeddings.detach().cpu(),
+        scales=scales.detach().cpu(),
+        decision=decision,
+        evidence=evidence,
         loss_curve=curve,
         timings=timings,
         frames=data.shape[0],
+        heldout_frames=0 if heldout is None else heldout.shape[0],
         encoder=loss.encoder,
         clustering=clustering,
     )
+
+
+def _choose_on_heldout(
+    loss: IdentityLoss,
+    heldout: TensorDictBase,
+    unit: torch.Tensor,
+    embeddings: torch.Tensor,
+    clustering: AgentClustering,
+    alpha: float,
+    seed: int | None,
+) -> tuple[np.ndarray, HeldOutEvidence]:
+    """The k-means partition of every K, scored on held-out data; the chosen one and the evidence."""
+    candidates: dict[int, np.ndarray] = {}
+    for labels in clustering.partitions(embeddings.cpu()).values():
+        candidates.setdefault(int(labels.max()) + 1, labels)  # k-means may return fewer groups
+    errors, counts = tied_heldout_errors(loss, heldout, unit, embeddings, candidates)
+    evidence = compare_partitions(errors, counts, list(candidates), alpha=alpha, seed=seed)
+    return candidates[evidence.chosen_k], evidence
 
 
 def plot_embeddings(
@@ -509,11 +569,14 @@ def plot_embeddings(
     path: str | Path,
     *,
     types: Sequence[int] | torch.Tensor | None = None,
+    evidence: HeldOutEvidence | None = None,
     title: str | None = None,
 ) -> Path:
     """Saves a 2-D view of the agents' embeddings (their first two principal components, with the
     share of variance each explains), coloured by group and, when ``types`` (the true types) are
-    given, in a second panel by type.
+    given, in a second panel by type. With ``evidence``, a last panel shows how much worse than
+    the best each candidate K predicted the held-out data, with its bootstrap interval, and
+    marks the K chosen.
 
     Each point is labelled with its agent index. Rendered with matplotlib's Agg canvas (no
     display needed).
@@ -550,22 +613,42 @@ def plot_embeddings(
         pca = PCA(n_components=n_components)
         xy[:, :n_components] = pca.fit_transform(x)
         explained[:n_components] = pca.explained_variance_ratio_
-    fig = Figure(figsize=(5 * len(panels), 4.5))
+    n_panels = len(panels) + (evidence is not None)
+    fig = Figure(figsize=(5 * n_panels, 4.5))
     FigureCanvasAgg(fig)
     for i, (name, labels) in enumerate(panels):
-        ax = fig.add_subplot(1, len(panels), i + 1)
+        ax = fig.add_subplot(1, n_panels, i + 1)
         ax.scatter(xy[:, 0], xy[:, 1], c=labels, cmap="tab10", vmin=0, vmax=9, s=40)
         for agent in range(n_agents):
             ax.annotate(str(agent), xy[agent], fontsize=7, xytext=(3, 3), textcoords="offset points")
         ax.set_title(f"coloured by {name}")
         ax.set_xlabel(f"PC 1 ({explained[0]:.0%} of variance)")
         ax.set_ylabel(f"PC 2 ({explained[1]:.0%} of variance)")
+    if evidence is not None:
+        _draw_evidence(fig.add_subplot(1, n_panels, n_panels), evidence)
     if title:
         fig.suptitle(title)
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path)
     return path
+
+
+def _draw_evidence(ax, evidence: HeldOutEvidence) -> None:
+    """Held-out loss minus the best candidate's, per K, with its bootstrap interval."""
+    best = min(evidence.loss)
+    excess = np.array(evidence.loss) - best
+    low, high = np.array(evidence.difference_interval).T
+    ax.errorbar(evidence.ks, excess, yerr=[np.maximum(excess - low, 0), np.maximum(high - excess, 0)],
+                fmt="o-", ms=4, capsize=2)
+    ax.axvline(evidence.chosen_k, color="tab:green", ls="--", label=f"chosen K={evidence.chosen_k}")
+    ax.axhline(0.0, color="grey", lw=0.8)
+    ax.set_yscale("symlog", linthresh=max(1e-4, float(np.abs(np.concatenate([low, high])).max()) * 1e-3))
+    ax.set_xlabel("K (k-means partition, embeddings tied within groups)")
+    ax.set_ylabel("held-out loss minus the best K's")
+    ax.set_title(f"held-out evidence ({evidence.n_units} trajectories, "
+                 f"{1 - evidence.alpha:.0%} intervals)")
+    ax.legend()
 
 
 def _progress_bar(progress: bool, total: int, desc: str):

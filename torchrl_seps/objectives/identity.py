@@ -227,26 +227,68 @@ class IdentityLoss(LossModule):
         self.target_loc.copy_(target_loc)
         self.target_scale.copy_(target_scale)
 
-    def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
+    def reconstruction_error(
+        self, tensordict: TensorDictBase, latent: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """The reconstruction error of every transition and agent, shape ``(*batch, n_agents)``.
+
+        For each target, the squared error averaged over its standardised features; summed over
+        targets. :meth:`forward`'s ``loss_reconstruction`` is its mean.
+
+        Args:
+            tensordict (TensorDictBase): transitions, as for :meth:`forward`.
+            latent (Tensor, optional): the identity latent of every agent, shape
+                ``[n_agents, latent_dim]``, used for every transition: e.g. the encoder means
+                (a deterministic prediction) or each group's mean embedding. ``None`` (the
+                default) draws one latent per transition and agent from the encoder, as in
+                training.
+
+        Examples:
+            >>> import torch
+            >>> from tensordict import TensorDict
+            >>> from torchrl_seps.modules import IdentityDecoder, IdentityEncoder
+            >>> loss = IdentityLoss(IdentityEncoder(3, 2), IdentityDecoder(2, 4, 5, categorical_actions=True))
+            >>> data = TensorDict({
+            ...     "agents": {"observation": torch.randn(16, 3, 4), "action": torch.randint(5, (16, 3))},
+            ...     "next": {"agents": {"observation": torch.randn(16, 3, 4), "reward": torch.randn(16, 3, 1)}},
+            ... }, batch_size=[16])
+            >>> loc, _ = loss.encoder.agent_distribution()
+            >>> loss.reconstruction_error(data, latent=loc).shape
+            torch.Size([16, 3])
+        """
         observation = self._observation(tensordict)
         target = (self.raw_targets(tensordict) - self.target_loc) / self.target_scale
-        loc, scale = self.encoder.agent_distribution()
-        noise = torch.randn(
-            (*observation.shape[:-1], loc.shape[-1]), device=loc.device, dtype=loc.dtype
-        )
+        if latent is None:
+            loc, scale = self.encoder.agent_distribution()
+            noise = torch.randn(
+                (*observation.shape[:-1], loc.shape[-1]), device=loc.device, dtype=loc.dtype
+            )
+            latent = loc + scale * noise
+        else:
+            expected = (self.encoder.n_agents, self.encoder.latent_dim)
+            if tuple(latent.shape) != expected:
+                raise ValueError(
+                    f"latent must have shape (n_agents, latent_dim) = {expected}, got "
+                    f"{tuple(latent.shape)}."
+                )
+            latent = latent.to(observation).expand(*observation.shape[:-1], latent.shape[-1])
         inputs = tensordict.select(self.decoder.in_keys[2])
-        inputs.set(self.decoder.in_keys[0], loc + scale * noise)
+        inputs.set(self.decoder.in_keys[0], latent)
         inputs.set(
             self.decoder.in_keys[1], (observation - self.observation_loc) / self.observation_scale
         )
         outputs = self.decoder(inputs)
         predictions = dict(zip(TARGETS, (outputs.get(key) for key in self.decoder.out_keys)))
-        reconstruction = sum(
+        return sum(
             (predictions[name] - part).pow(2).mean(-1)
             for name, part in zip(
                 self.targets, target.split(list(self._target_dims().values()), dim=-1)
             )
-        ).mean()
+        )
+
+    def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
+        reconstruction = self.reconstruction_error(tensordict).mean()
+        loc, scale = self.encoder.agent_distribution()
         kl = kl_divergence(Normal(loc, scale), Normal(0.0, 1.0)).sum(-1).mean()
         return TensorDict(
             {

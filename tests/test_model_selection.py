@@ -1,0 +1,168 @@
+from __future__ import annotations
+
+import pytest
+import torch
+from tensordict import TensorDict
+from threads import one_thread  # noqa: F401
+from typed_env import TypedAgentsEnv
+
+from torchrl_seps.clustering import adjusted_rand_index
+from torchrl_seps.identification import collect_transitions, fit_identity, identify_groups, identity_model
+from torchrl_seps.model_selection import (
+    MIN_HELDOUT_UNITS,
+    compare_partitions,
+    split_heldout,
+    tied_heldout_errors,
+)
+
+GOALS = [[2.0, 0.0], [-2.0, 0.0], [0.0, 2.0]]
+
+
+def noisy(types, seed=0, noise=0.2, num_envs=16):
+    """Agents differ only by type (their goal); every move and reward is noisy."""
+    return TypedAgentsEnv(types, goals=GOALS[: max(types) + 1], reset_offset=0.0, noise=noise,
+                          num_envs=num_envs, seed=seed)
+
+
+# -- the held-out split --------------------------------------------------------------------
+
+
+def test_split_keeps_whole_trajectories_apart():
+    traj = torch.randint(0, 60, (600,), generator=torch.Generator().manual_seed(0))
+    data = TensorDict({("collector", "traj_ids"): traj, "frame": torch.arange(600)}, [600])
+    fit, heldout, unit = split_heldout(data, 0.25, seed=3)
+    fit_traj, heldout_traj = set(fit["collector", "traj_ids"].tolist()), set(heldout["collector", "traj_ids"].tolist())
+    assert not fit_traj & heldout_traj and fit_traj | heldout_traj == set(traj.tolist())
+    assert len(heldout_traj) == round(0.25 * len(set(traj.tolist())))
+    assert sorted(fit["frame"].tolist() + heldout["frame"].tolist()) == list(range(600))
+    # the unit of a held-out frame is its trajectory, renumbered
+    for u in unit.unique():
+        assert heldout["collector", "traj_ids"][unit == u].unique().numel() == 1
+    again = split_heldout(data, 0.25, seed=3)[1]
+    assert torch.equal(again["frame"], heldout["frame"])
+
+
+def test_few_long_trajectories_are_cut_into_consecutive_blocks():
+    traj = torch.arange(4).repeat_interleave(50)  # 4 trajectories of 50 frames, in time order
+    data = TensorDict({("collector", "traj_ids"): traj, "t": torch.arange(200) % 50}, [200])
+    _, heldout, unit = split_heldout(data, 0.25, seed=0)
+    assert unit.unique().numel() >= MIN_HELDOUT_UNITS
+    for u in unit.unique():
+        block = heldout[unit == u]
+        assert block["collector", "traj_ids"].unique().numel() == 1
+        t = block["t"]
+        assert torch.equal(t, torch.arange(int(t[0]), int(t[0]) + t.numel()))  # consecutive
+
+
+def test_data_without_trajectory_ids_is_split_into_blocks():
+    data = TensorDict({"x": torch.arange(100)}, [100])
+    fit, heldout, unit = split_heldout(data, 0.5, seed=0)
+    assert fit.shape[0] + heldout.shape[0] == 100 and unit.unique().numel() >= MIN_HELDOUT_UNITS
+
+
+@pytest.mark.parametrize("fraction", [0.0, 1.0, -0.1, True])
+def test_split_refuses_a_bad_fraction(fraction):
+    data = TensorDict({"x": torch.arange(10)}, [10])
+    with pytest.raises(ValueError, match="heldout_fraction must be a float in"):
+        split_heldout(data, fraction)
+
+
+# -- the paired bootstrap ----------------------------------------------------------------
+
+
+def test_loss_and_difference_match_a_plain_computation():
+    g = torch.Generator().manual_seed(1)
+    errors, counts = torch.rand(3, 30, generator=g), torch.randint(1, 5, (30,), generator=g).double()
+    evidence = compare_partitions(errors, counts, ks=[1, 2, 4], seed=0)
+    for c in range(3):
+        assert evidence.loss[c] == pytest.approx(float(errors[c].sum() / counts.sum()))
+    best = min(range(3), key=lambda c: evidence.loss[c])
+    assert evidence.best_k == [1, 2, 4][best] and evidence.p_value[best] == 1.0
+    for c in range(3):
+        low, high = evidence.difference_interval[c]
+        assert low <= evidence.loss[c] - evidence.loss[best] <= high
+
+
+def test_equal_candidates_give_the_smallest_k():
+    noise = torch.rand(50, generator=torch.Generator().manual_seed(2))
+    evidence = compare_partitions(noise.repeat(4, 1), torch.ones(50), ks=[1, 2, 3, 5], seed=0)
+    assert evidence.chosen_k == 1
+
+
+def test_a_clearly_worse_merge_is_rejected():
+    g = torch.Generator().manual_seed(3)
+    base = torch.rand(40, generator=g)
+    errors = torch.stack([base + 0.5, base + 0.1, base, base + 0.001 * torch.rand(40, generator=g)])
+    evidence = compare_partitions(errors, torch.ones(40), ks=[1, 2, 3, 6], seed=0)
+    assert evidence.chosen_k == 3 and evidence.p_value[0] == 0.0 and evidence.p_value[1] == 0.0
+    assert "K=3 is the smallest K" in evidence.describe()
+
+
+def test_false_split_rate_is_about_alpha_when_candidates_are_exchangeable():
+    """Two candidates whose per-unit errors come from one distribution: K=1 is judged worse in
+    about alpha of the trials (a plain Monte Carlo check of the test's level)."""
+    g = torch.Generator().manual_seed(4)
+    rejected = 0
+    trials = 200
+    for trial in range(trials):
+        shared = torch.rand(40, generator=g)
+        errors = torch.stack([shared + 0.1 * torch.randn(40, generator=g),
+                              shared + 0.1 * torch.randn(40, generator=g)])
+        rejected += compare_partitions(errors, torch.ones(40), ks=[1, 2], n_bootstrap=400,
+                                       seed=trial).chosen_k == 2
+    assert rejected / trials < 0.10
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(ks=[1, 2]), r"errors must have shape \(len\(ks\), n_units\)"),
+        (dict(ks=[2, 1, 3]), "ks must be strictly increasing"),
+        (dict(ks=[1, 2, 3], alpha=1.5), r"alpha must be a float in \(0, 1\)"),
+        (dict(ks=[1, 2, 3], n_bootstrap=0), "n_bootstrap must be an int >= 1"),
+    ],
+)
+def test_bad_comparison_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        compare_partitions(torch.rand(3, 10), torch.ones(10), **kwargs)
+
+
+# -- tied embeddings ----------------------------------------------------------------------
+
+
+def test_tied_errors_match_a_loop_over_frames_agents_and_groups():
+    env = noisy([0, 0, 1, 1], num_envs=4)
+    loss = identity_model(env)
+    data = collect_transitions(env, 200)
+    fit_identity(loss, data, epochs=1, batch_size=50)
+    embeddings = torch.randn(4, loss.encoder.latent_dim)
+    partitions = {1: [0, 0, 0, 0], 2: [0, 0, 1, 1], 4: [0, 1, 2, 3]}
+    unit = torch.arange(data.shape[0]) % 7
+    errors, counts = tied_heldout_errors(loss, data, unit, embeddings, partitions)
+    assert counts.tolist() == [4.0 * (unit == u).sum().item() for u in range(7)]
+    for c, labels in enumerate(partitions.values()):
+        labels = torch.tensor(labels)
+        latent = torch.stack([embeddings[labels == labels[i]].mean(0) for i in range(4)])
+        with torch.no_grad():
+            per_frame = loss.reconstruction_error(data, latent=latent).sum(-1)
+        for u in range(7):
+            assert errors[c, u].item() == pytest.approx(per_frame[unit == u].sum().item(), rel=1e-5)
+
+
+# -- the whole rule on a synthetic identity problem with known truth ------------------------
+
+
+@pytest.mark.parametrize(
+    "types",
+    [[0] * 8, [0, 0, 1, 1, 2, 2], [0, 1], [0, 0], [0, 1, 2]],
+    ids=["8-exchangeable", "3-types-of-2", "pair-differs", "pair-alike", "all-differ"],
+)
+@pytest.mark.parametrize("seed", [0, 1])
+def test_heldout_rule_finds_the_true_grouping_of_noisy_agents(types, seed):
+    result = identify_groups(noisy(types, seed=seed), frames=1024, epochs=12, batch_size=64, seed=seed)
+    assert adjusted_rand_index(types, result.groups) == 1.0
+    assert result.n_groups == len(set(types))
+    assert result.evidence.chosen_k == result.n_groups
+    assert result.evidence.ks == list(range(1, len(types) + 1))
+    assert result.decision.startswith("held-out: ")
+    assert 0 < result.heldout_frames < result.frames
