@@ -37,6 +37,7 @@ __all__ = [
     "IdentificationResult",
     "collect_transitions",
     "fit_identity",
+    "identify_from_transitions",
     "identify_groups",
     "identity_model",
     "plot_embeddings",
@@ -393,10 +394,6 @@ def _check_identify_args(frames, epochs, batch_size, lr, heldout_fraction, alpha
         _check_float(name, value, positive=True)
         if value >= 1:
             raise ValueError(f"{name} must be in (0, 1), got {name}={value}.")
-    if frames < batch_size:
-        raise ValueError(
-            f"too few frames to fit: frames={frames}, expected at least batch_size={batch_size}."
-        )
 
 
 def identify_groups(
@@ -484,15 +481,11 @@ def identify_groups(
     """
     _check_env(env, group)
     _check_identify_args(frames, epochs, batch_size, lr, heldout_fraction, alpha)
-    if clustering is None:
-        clustering = AgentClustering()
-    elif not isinstance(clustering, AgentClustering):
-        raise TypeError(f"clustering must be an AgentClustering, got {type(clustering).__name__}.")
-    clustering = clone(clustering).set_params(n_groups=n_groups)
-    if seed is not None:
-        clustering.set_params(random_state=seed)
-
-    timings = {}
+    if frames < batch_size:
+        raise ValueError(
+            f"too few frames to fit: frames={frames}, expected at least batch_size={batch_size}."
+        )
+    clustering = _clustering(clustering, n_groups, seed)
     with torch.random.fork_rng(devices=[]):
         if seed is not None:
             torch.manual_seed(seed)
@@ -503,19 +496,71 @@ def identify_groups(
         clustering.validate_params(loss.encoder.n_agents)
         start = time.perf_counter()
         data = collect_transitions(env, frames, policy=policy, group=group, progress=progress)
-        timings["collect"] = time.perf_counter() - start
-        logger.info("collected %d frames in %.1f s", data.shape[0], timings["collect"])
-
-        start = time.perf_counter()
-        fit_data, heldout, unit = data, None, None
-        if n_groups is None:
-            fit_data, heldout, unit = split_heldout(data, heldout_fraction, seed=seed)
-        curve = fit_identity(
-            loss, fit_data, epochs=epochs, batch_size=min(batch_size, fit_data.shape[0]), lr=lr,
+        collect_time = time.perf_counter() - start
+        logger.info("collected %d frames in %.1f s", data.shape[0], collect_time)
+        result = identify_from_transitions(
+            loss, data, n_groups=n_groups, epochs=epochs, batch_size=batch_size, lr=lr,
+            heldout_fraction=heldout_fraction, alpha=alpha, clustering=clustering, seed=seed,
             progress=progress,
         )
-        timings["fit"] = time.perf_counter() - start
-        logger.info("fitted the identity model in %.1f s, final loss %.4f", timings["fit"], curve[-1])
+    result.timings = {"collect": collect_time, **result.timings}
+    return result
+
+
+def identify_from_transitions(
+    loss: IdentityLoss,
+    data: TensorDictBase,
+    *,
+    n_groups: int | None = None,
+    epochs: int = 16,
+    batch_size: int = 256,
+    lr: float = 1e-2,
+    heldout_fraction: float = 0.25,
+    alpha: float = 0.05,
+    clustering: AgentClustering | None = None,
+    seed: int | None = None,
+    progress: bool = False,
+) -> IdentificationResult:
+    """Steps 2 to 5 of :func:`identify_groups` on transitions already collected, e.g. the
+    batches of a policy being trained.
+
+    Args:
+        loss (IdentityLoss): the identity model to fit, e.g. from :func:`identity_model`.
+        data (TensorDictBase): frames as :func:`collect_transitions` returns them; the held-out
+            split uses their ``("collector", "traj_ids")`` (without it, blocks of consecutive
+            frames).
+
+    Keyword Args:
+        as :func:`identify_groups`. ``seed`` seeds the held-out split, k-means and the
+        bootstrap; the model's initialisation and batches follow torch's global random state.
+
+    Returns:
+        an :class:`IdentificationResult`, with timings ``"fit"`` and ``"cluster"``.
+
+    Examples:
+        >>> from torchrl.envs.libs.vmas import VmasEnv
+        >>> env = VmasEnv("navigation", num_envs=8, n_agents=3, seed=0)
+        >>> data = collect_transitions(env, frames=400)
+        >>> result = identify_from_transitions(identity_model(env), data, epochs=2, batch_size=32, seed=0)
+        >>> result.frames, result.evidence.ks
+        (400, [1, 2, 3])
+    """
+    if not isinstance(loss, IdentityLoss):
+        raise TypeError(f"loss must be an IdentityLoss, got {type(loss).__name__}.")
+    _check_identify_args(1, epochs, batch_size, lr, heldout_fraction, alpha)
+    clustering = _clustering(clustering, n_groups, seed)
+    clustering.validate_params(loss.encoder.n_agents)
+    timings = {}
+    start = time.perf_counter()
+    fit_data, heldout, unit = data, None, None
+    if n_groups is None:
+        fit_data, heldout, unit = split_heldout(data, heldout_fraction, seed=seed)
+    curve = fit_identity(
+        loss, fit_data, epochs=epochs, batch_size=min(batch_size, fit_data.shape[0]), lr=lr,
+        progress=progress,
+    )
+    timings["fit"] = time.perf_counter() - start
+    logger.info("fitted the identity model in %.1f s, final loss %.4f", timings["fit"], curve[-1])
 
     start = time.perf_counter()
     with torch.no_grad():
@@ -543,6 +588,18 @@ def identify_groups(
         encoder=loss.encoder,
         clustering=clustering,
     )
+
+
+def _clustering(clustering: AgentClustering | None, n_groups: int | None, seed: int | None) -> AgentClustering:
+    """A copy of ``clustering`` (default ``AgentClustering()``) with ``n_groups`` and ``seed`` set."""
+    if clustering is None:
+        clustering = AgentClustering()
+    elif not isinstance(clustering, AgentClustering):
+        raise TypeError(f"clustering must be an AgentClustering, got {type(clustering).__name__}.")
+    clustering = clone(clustering).set_params(n_groups=n_groups)
+    if seed is not None:
+        clustering.set_params(random_state=seed)
+    return clustering
 
 
 def _choose_on_heldout(
