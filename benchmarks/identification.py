@@ -47,6 +47,7 @@ class Task:
     kwargs: dict = field(default_factory=dict)
     truth: tuple[int, ...] | None = None  # None: the preset's hidden types
     why: str = ""
+    group: str = "agents"  # the env's agent group to identify
 
 
 PRESETS = [
@@ -56,8 +57,8 @@ PRESETS = [
 ]
 
 
-def _exchangeable(label: str, env: str, n_agents: int, why: str, **kwargs) -> Task:
-    return Task(label, env, {"n_agents": n_agents, **kwargs}, (0,) * n_agents, why)
+def _exchangeable(label: str, env: str, n_agents: int, why: str, group: str = "agents", **kwargs) -> Task:
+    return Task(label, env, {"n_agents": n_agents, **kwargs}, (0,) * n_agents, why, group)
 
 
 ZOO = [
@@ -68,6 +69,9 @@ ZOO = [
     _exchangeable("dispersion-4", "dispersion", 4, "same body; any agent may eat any food, same reward"),
     _exchangeable("simple_spread-3", "simple_spread", 3, "MPE: same body; landmarks covered by any agent, shared reward"),
     _exchangeable("discovery-5", "discovery", 5, "same body; targets found by any agent, same reward rule"),
+    _exchangeable("balance-3", "balance", 3, "same body; all lift one package, shared reward"),
+    Task("simple_tag-adversaries", "simple_tag", {}, (0, 0, 0),
+         "MPE: the 3 chasers (TorchRL group 'adversary') share body and reward", "adversary"),
     _exchangeable("navigation-2", "navigation", 2, "small team"),
     _exchangeable("navigation-3", "navigation", 3, "small team"),
     Task("het_mass", "het_mass", {}, (0, 1), "two bodies of different mass (4 and 2, each +-1 per episode)"),
@@ -82,7 +86,7 @@ def run(task: Task, seed: int, **kwargs) -> dict:
     env = make_env(task.env, num_envs=NUM_ENVS, seed=seed, **task.kwargs)
     truth = agent_types(env) if task.truth is None else torch.tensor(task.truth)
     start = time.perf_counter()
-    result = identify_groups(env, seed=seed, **kwargs)
+    result = identify_groups(env, seed=seed, group=task.group, **kwargs)
     total = time.perf_counter() - start
     env.close()
     n_types = int(truth.max()) + 1

@@ -129,6 +129,17 @@ def test_vmas_scenario_names():
     assert ("agents", "episode_reward") in td["next"].keys(True)
 
 
+def test_vmas_scenario_with_several_agent_groups():
+    """simple_tag has 3 adversaries and 1 good agent, in two TorchRL groups."""
+    env = make_env("simple_tag", num_envs=2, seed=0, max_steps=5)
+    check_env_specs(env)
+    td = env.rollout(5)
+    for group, n in (("adversary", 3), ("agent", 1)):
+        rewards = td["next", group, "reward"]
+        assert rewards.shape == (2, 5, n, 1)
+        torch.testing.assert_close(td["next", group, "episode_reward"][:, -1], rewards.sum(1))
+
+
 # --------------------------------------------------------------------------- validation
 
 

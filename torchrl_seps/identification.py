@@ -410,7 +410,7 @@ def identify_groups(
     batch_size: int = 256,
     lr: float = 1e-2,
     heldout_fraction: float = 0.25,
-    alpha: float = 0.05,
+    alpha: float = 0.01,
     clustering: AgentClustering | None = None,
     seed: int | None = None,
     progress: bool = False,
@@ -456,7 +456,9 @@ def identify_groups(
         heldout_fraction (float, optional): share of the trajectories held out to choose K.
             Defaults to ``0.25``.
         alpha (float, optional): level of the held-out test: the chance, for a K as good as the
-            best, of being judged worse. Defaults to ``0.05``.
+            best, of being judged worse. Defaults to ``0.01``: a spurious split costs sample
+            efficiency on every task where sharing is right, so sharing needs strong evidence
+            against it.
         clustering (AgentClustering, optional): the k-means settings (``n_init``); its
             ``n_groups`` is overridden by ``n_groups`` and its ``random_state`` by ``seed``.
             Defaults to ``AgentClustering()``.
@@ -516,7 +518,7 @@ def identify_from_transitions(
     batch_size: int = 256,
     lr: float = 1e-2,
     heldout_fraction: float = 0.25,
-    alpha: float = 0.05,
+    alpha: float = 0.01,
     clustering: AgentClustering | None = None,
     seed: int | None = None,
     progress: bool = False,

@@ -216,7 +216,7 @@ def compare_partitions(
     counts: torch.Tensor,
     ks: list[int],
     *,
-    alpha: float = 0.05,
+    alpha: float = 0.01,
     n_bootstrap: int = 2000,
     seed: int | None = None,
 ) -> HeldOutEvidence:
@@ -234,7 +234,7 @@ def compare_partitions(
         ks (list[int]): the number of groups of each candidate.
 
     Keyword Args:
-        alpha (float, optional): the level of the one-sided test. Defaults to ``0.05``.
+        alpha (float, optional): the level of the one-sided test. Defaults to ``0.01``.
         n_bootstrap (int, optional): resamples. Defaults to ``2000``.
         seed (int, optional): seed of the resampling.
 

@@ -168,7 +168,10 @@ def make_env(
     :class:`~torchrl.envs.transforms.RewardSum` that writes each agent's running episode
     return to ``("agents", "episode_reward")``. Agents are in one group ``"agents"``: keys
     ``("agents", "observation")``, ``("agents", "action")``, ``("agents", "reward")``, and
-    ``"done"`` / ``"terminated"`` / ``"truncated"`` at the root.
+    ``"done"`` / ``"terminated"`` / ``"truncated"`` at the root. A VMAS scenario whose agents
+    TorchRL puts in several groups (e.g. ``simple_tag``'s ``"adversary"`` and ``"agent"``) keeps
+    them, each with its own ``(group, "episode_reward")``; pass ``group=`` to
+    :func:`~torchrl_seps.identify_groups` to identify one of them.
 
     The episode length is a time limit, kept by a :class:`~torchrl.envs.transforms.StepCounter`
     (root ``"step_count"``): the last step is ``truncated`` and ``done`` but not
@@ -273,8 +276,12 @@ def make_env(
         env.append_transform(StepCounter(max_steps=max_steps))
     if actions is not None:
         env.append_transform(actions)
+    groups = list(base.group_map)
     env.append_transform(
-        RewardSum(in_keys=[("agents", "reward")], out_keys=[("agents", "episode_reward")])
+        RewardSum(
+            in_keys=[(group, "reward") for group in groups],
+            out_keys=[(group, "episode_reward") for group in groups],
+        )
     )
     return env
 
