@@ -15,10 +15,10 @@ from torchrl_seps.identification import (
     fit_identity,
     identify_groups,
     identity_model,
-    plot_embeddings,
 )
 from torchrl_seps.modules import IdentityDecoder, IdentityEncoder
 from torchrl_seps.objectives import IdentityLoss
+from torchrl_seps.plotting import plot_embeddings
 
 TYPES = [0, 0, 1, 1, 2, 2]
 # Small budget: 8 envs x 64 steps, 12 epochs of 64-frame batches (about 100 updates).
