@@ -22,6 +22,7 @@ from torchrl.collectors import Collector
 from torchrl.data import Binary, Categorical, MultiCategorical, MultiOneHot, OneHot
 from torchrl.envs import EnvBase
 
+from torchrl_seps._checks import check_float, check_fraction, check_instance, check_int
 from torchrl_seps.clustering import AgentClustering
 from torchrl_seps.model_selection import (
     TRAJECTORY_KEY,
@@ -49,30 +50,14 @@ logger = logging.getLogger(__name__)
 _STEPS_PER_BATCH = 50
 
 
-def _check_int(name: str, value: int, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {value!r} of type {type(value).__name__}.")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {name}={value}.")
-
-
-def _check_float(name: str, value: float, *, positive: bool) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise TypeError(f"{name} must be a finite float, got {value!r}.")
-    if value < 0 or (positive and value == 0):
-        raise ValueError(f"{name} must be {'> 0' if positive else '>= 0'}, got {name}={value}.")
-
-
 def _group_keys(group: str) -> dict[str, tuple[str, str]]:
     return {leaf: (group, leaf) for leaf in ("observation", "action", "reward")}
 
 
 def _check_env(env: EnvBase, group: str) -> dict[str, tuple[str, str]]:
     """Checks that ``env`` is a multi-agent env with ``group``'s observation, action and reward."""
-    if not isinstance(env, EnvBase):
-        raise TypeError(f"env must be a torchrl EnvBase, got {type(env).__name__}.")
-    if not isinstance(group, str):
-        raise TypeError(f"group must be a str (a key of env.group_map), got {group!r}.")
+    check_instance("env", env, EnvBase, "a torchrl EnvBase")
+    check_instance("group", group, str, "a str (a key of env.group_map)")
     keys = _group_keys(group)
     specs = {
         "observation": env.full_observation_spec,
@@ -152,7 +137,7 @@ def collect_transitions(
         (torch.Size([40]), torch.Size([40, 2, 1]))
     """
     keys = _check_env(env, group)
-    _check_int("frames", frames, 1)
+    check_int("frames", frames)
     n_envs = max(1, env.batch_size.numel())
     steps = math.ceil(frames / n_envs)
     n_batches = math.ceil(steps / _STEPS_PER_BATCH)
@@ -296,17 +281,16 @@ def fit_identity(
         >>> len(curve)
         2
     """
-    if not isinstance(loss, IdentityLoss):
-        raise TypeError(f"loss must be an IdentityLoss, got {type(loss).__name__}.")
+    check_instance("loss", loss, IdentityLoss, "an IdentityLoss")
     if not isinstance(data, TensorDictBase) or data.ndim != 1:
         raise TypeError(
             "data must be a TensorDict with one batch dimension (frames), as "
             f"collect_transitions returns; got {type(data).__name__}"
             + (f" of batch size {tuple(data.batch_size)}." if isinstance(data, TensorDictBase) else ".")
         )
-    _check_int("epochs", epochs, 1)
-    _check_int("batch_size", batch_size, 1)
-    _check_float("lr", lr, positive=True)
+    check_int("epochs", epochs)
+    check_int("batch_size", batch_size)
+    check_float("lr", lr, positive=True)
     n_frames = data.shape[0]
     if n_frames < batch_size:
         raise ValueError(
@@ -386,14 +370,12 @@ class IdentificationResult:
 
 
 def _check_identify_args(frames, epochs, batch_size, lr, heldout_fraction, alpha) -> None:
-    _check_int("frames", frames, 1)
-    _check_int("epochs", epochs, 1)
-    _check_int("batch_size", batch_size, 1)
-    _check_float("lr", lr, positive=True)
-    for name, value in (("heldout_fraction", heldout_fraction), ("alpha", alpha)):
-        _check_float(name, value, positive=True)
-        if value >= 1:
-            raise ValueError(f"{name} must be in (0, 1), got {name}={value}.")
+    check_int("frames", frames)
+    check_int("epochs", epochs)
+    check_int("batch_size", batch_size)
+    check_float("lr", lr, positive=True)
+    check_fraction("heldout_fraction", heldout_fraction)
+    check_fraction("alpha", alpha)
 
 
 def identify_groups(
@@ -545,8 +527,7 @@ def identify_from_transitions(
         >>> result.frames, result.evidence.ks
         (400, [1, 2, 3])
     """
-    if not isinstance(loss, IdentityLoss):
-        raise TypeError(f"loss must be an IdentityLoss, got {type(loss).__name__}.")
+    check_instance("loss", loss, IdentityLoss, "an IdentityLoss")
     _check_identify_args(1, epochs, batch_size, lr, heldout_fraction, alpha)
     clustering = _clustering(clustering, n_groups, seed)
     clustering.validate_params(loss.encoder.n_agents)
@@ -594,8 +575,7 @@ def _clustering(clustering: AgentClustering | None, n_groups: int | None, seed: 
     """A copy of ``clustering`` (default ``AgentClustering()``) with ``n_groups`` and ``seed`` set."""
     if clustering is None:
         clustering = AgentClustering()
-    elif not isinstance(clustering, AgentClustering):
-        raise TypeError(f"clustering must be an AgentClustering, got {type(clustering).__name__}.")
+    check_instance("clustering", clustering, AgentClustering, "an AgentClustering")
     clustering = clone(clustering).set_params(n_groups=n_groups)
     if seed is not None:
         clustering.set_params(random_state=seed)

@@ -20,14 +20,9 @@ from tensordict.utils import NestedKey
 from torch import nn
 from torchrl.modules import MLP
 
+from torchrl_seps._checks import check_int
+
 __all__ = ["IdentityDecoder", "IdentityEncoder"]
-
-
-def _check_positive_int(name: str, value: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {value!r} of type {type(value).__name__}.")
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1, got {name}={value}.")
 
 
 def _check_keys(name: str, keys: Sequence[NestedKey], expected: int) -> list[NestedKey]:
@@ -81,8 +76,8 @@ class IdentityEncoder(TensorDictModule):
             ("agents", "identity", "scale"),
         ),
     ) -> None:
-        _check_positive_int("n_agents", n_agents)
-        _check_positive_int("latent_dim", latent_dim)
+        check_int("n_agents", n_agents)
+        check_int("latent_dim", latent_dim)
         net = nn.Sequential(
             MLP(
                 in_features=n_agents,
@@ -221,7 +216,7 @@ class IdentityDecoder(TensorDictModule):
             ("action_dim", action_dim),
             ("reward_dim", reward_dim),
         ]:
-            _check_positive_int(name, value)
+            check_int(name, value)
         net = _DecoderNet(
             latent_dim,
             observation_dim,
