@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from tensordict.utils import NestedKey
 
 GroupsLike = Sequence[int] | torch.Tensor
 
@@ -94,6 +95,14 @@ def check_instance(name: str, value: Any, cls: type, what: str | None = None) ->
         expected = what if what is not None else f"a {cls.__name__}"
         raise TypeError(f"{name} must be {expected}, got {type(value).__name__}.")
     return value
+
+
+def check_keys(name: str, keys: Sequence[NestedKey], expected: int) -> list[NestedKey]:
+    """Exactly ``expected`` tensordict keys, as a list."""
+    keys = list(keys)
+    if len(keys) != expected:
+        raise ValueError(f"{name} must hold {expected} keys, got {len(keys)}: {name}={keys}.")
+    return keys
 
 
 def check_matrix(name: str, x: Any) -> np.ndarray:

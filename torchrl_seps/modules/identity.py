@@ -20,16 +20,9 @@ from tensordict.utils import NestedKey
 from torch import nn
 from torchrl.modules import MLP
 
-from torchrl_seps._checks import check_int
+from torchrl_seps._checks import check_int, check_keys
 
 __all__ = ["IdentityDecoder", "IdentityEncoder"]
-
-
-def _check_keys(name: str, keys: Sequence[NestedKey], expected: int) -> list[NestedKey]:
-    keys = list(keys)
-    if len(keys) != expected:
-        raise ValueError(f"{name} must hold {expected} keys, got {len(keys)}: {name}={keys}.")
-    return keys
 
 
 class IdentityEncoder(TensorDictModule):
@@ -89,8 +82,8 @@ class IdentityEncoder(TensorDictModule):
         )
         super().__init__(
             net,
-            in_keys=_check_keys("in_keys", in_keys, 1),
-            out_keys=_check_keys("out_keys", out_keys, 2),
+            in_keys=check_keys("in_keys", in_keys, 1),
+            out_keys=check_keys("out_keys", out_keys, 2),
         )
         self.n_agents = n_agents
         self.latent_dim = latent_dim
@@ -228,8 +221,8 @@ class IdentityDecoder(TensorDictModule):
         )
         super().__init__(
             net,
-            in_keys=_check_keys("in_keys", in_keys, 3),
-            out_keys=_check_keys("out_keys", out_keys, 2),
+            in_keys=check_keys("in_keys", in_keys, 3),
+            out_keys=check_keys("out_keys", out_keys, 2),
         )
         self.latent_dim = latent_dim
         self.observation_dim = observation_dim
