@@ -62,6 +62,8 @@ from torchrl_seps.training import (
     team_return_of_finished_episodes,
 )
 
+# The config is torchrl_seps.training.Config: every setting, each a flag of the command line.
+
 # ---------------------------------------------------------------------------------------------
 # One run: build the trainer (env, groups, actor and critic, loss, collector), train, evaluate
 # ---------------------------------------------------------------------------------------------
