@@ -165,7 +165,8 @@ def groupby(rows, key):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--suite", choices=list(SUITES), default="all")
     parser.add_argument("--tasks", nargs="*", help="only these task labels")
     parser.add_argument("--seeds", type=int, default=10)
