@@ -22,19 +22,16 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 from collections.abc import Callable
 
 import torch
 import vmas
 from torchrl.envs.libs.vmas import VmasEnv
 
+from torchrl_seps.devices import device_label, resolve_device, timed
+from torchrl_seps.reporting import markdown_header, markdown_row
 from torchrl_seps.scenarios import FIVE_MOVES, PRESETS, make_env
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+from torchrl_seps.training import Config
 
 
 def make_runners(name: str, num_envs: int, steps: int, device: torch.device) -> dict[str, Callable[[], None]]:
@@ -100,19 +97,17 @@ def main() -> None:
     parser.add_argument("--num-envs", nargs="+", type=int, default=[64, 600, 4096])
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    Config.add_arguments(parser, ["device", "threads"])
     args = parser.parse_args()
-    device = torch.device(args.device)
+    device = resolve_device(args.device)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
 
-    label = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
-    print(f"# env-steps/s, median of {args.rounds} rounds x {args.steps} steps, random moves ({label})")
+    print(f"# env-steps/s, median of {args.rounds} rounds x {args.steps} steps, random moves "
+          f"({device_label(device)})")
     print(f"# torch {torch.__version__}, vmas {vmas.__version__}")
     header = ["preset", "agents", "envs", "make_env rollout", "VmasEnv rollout", "VmasEnv, VMAS discrete", "raw vmas step"]
-    print("| " + " | ".join(header) + " |")
-    print("|" + "---|" * len(header), flush=True)
+    print(markdown_header(header), flush=True)
     for name in args.presets:
         n_agents = sum(PRESETS[name].kwargs["groups"])
         for num_envs in args.num_envs:
@@ -120,13 +115,9 @@ def main() -> None:
             times: dict[str, list[float]] = {key: [] for key in runners}
             for _ in range(args.rounds):
                 for key, run in runners.items():
-                    _sync(device)
-                    start = time.perf_counter()
-                    run()
-                    _sync(device)
-                    times[key].append(time.perf_counter() - start)
+                    times[key].append(timed(run, device))
             cells = [f"{num_envs * args.steps / statistics.median(t) / 1e3:.1f}k" for t in times.values()]
-            print(f"| {name} | {n_agents} | {num_envs} | " + " | ".join(cells) + " |", flush=True)
+            print(markdown_row([name, n_agents, num_envs, *cells]), flush=True)
 
 
 if __name__ == "__main__":

@@ -24,13 +24,15 @@ import json
 import statistics
 import subprocess
 import sys
-import time
 
 import torch
 from torch import nn
 from torchrl.modules import MultiAgentMLP
 
 from torchrl_seps import GroupedMultiAgentMLP
+from torchrl_seps.devices import device_label, peak_memory_mb, reset_peak_memory, resolve_device, timed
+from torchrl_seps.reporting import markdown_header, markdown_row
+from torchrl_seps.training import Config
 
 N_INPUTS, N_OUTPUTS, NUM_CELLS, DEPTH = 14, 5, 64, 2
 CONFIGS = {  # name: group sizes, agents of a group adjacent unless "interleaved"
@@ -104,11 +106,6 @@ def step(net: nn.Module, x: torch.Tensor) -> None:
     net(x).sum().backward()
 
 
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def time_methods(config: str, args, device: torch.device) -> dict[str, list[float]]:
     """Milliseconds of one forward+backward pass in every round, methods interleaved."""
     x = torch.randn(args.batch, len(groups_of(config)), N_INPUTS, device=device)
@@ -119,12 +116,8 @@ def time_methods(config: str, args, device: torch.device) -> dict[str, list[floa
     samples: dict[str, list[float]] = {method: [] for method in METHODS}
     for _ in range(args.rounds):
         for method, net in nets.items():
-            synchronize(device)
-            start = time.perf_counter()
-            for _ in range(args.iters):
-                step(net, x)
-            synchronize(device)
-            samples[method].append((time.perf_counter() - start) / args.iters * 1e3)
+            seconds = timed(lambda: [step(net, x) for _ in range(args.iters)], device)
+            samples[method].append(seconds / args.iters * 1e3)
     return samples
 
 
@@ -133,41 +126,31 @@ def paired_ratio(samples: dict[str, list[float]], method: str, reference: str) -
     return statistics.median(a / b for a, b in zip(samples[method], samples[reference]))
 
 
-def peak_memory_mb(method: str, config: str, args, device: torch.device) -> float:
+def pass_memory_mb(method: str, config: str, args, device: torch.device) -> float:
     """Peak memory of one forward+backward pass (see the module docstring)."""
     if device.type == "cuda":
-        net = build(method, config, device)
-        x = torch.randn(args.batch, len(groups_of(config)), N_INPUTS, device=device)
-        torch.cuda.synchronize(device)
-        torch.cuda.reset_peak_memory_stats(device)
-        base = torch.cuda.memory_allocated(device)
-        step(net, x)
-        torch.cuda.synchronize(device)
-        return (torch.cuda.max_memory_allocated(device) - base) / 2**20
+        return step_memory_mb(method, config, args.batch, device)
     command = [sys.executable, __file__, "--rss-child", json.dumps([method, config, args.batch])]
     return float(subprocess.run(command, check=True, capture_output=True, text=True).stdout)
 
 
+def step_memory_mb(method: str, config: str, batch: int, device: torch.device) -> float:
+    """Memory one forward+backward pass adds to what its network and input hold, in MiB."""
+    net = build(method, config, device)
+    x = torch.randn(batch, len(groups_of(config)), N_INPUTS, device=device)
+    base = reset_peak_memory(device)
+    step(net, x)
+    return peak_memory_mb(device) - base
+
+
 def rss_child(spec: str) -> None:
     method, config, batch = json.loads(spec)
-    net = build(method, config, torch.device("cpu"))
-    x = torch.randn(batch, len(groups_of(config)), N_INPUTS)
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")  # resets the peak resident set size (VmHWM) to the current one
-    before = _status_kib("VmRSS")
-    step(net, x)
-    print((_status_kib("VmHWM") - before) / 1024)
-
-
-def _status_kib(field: str) -> int:
-    with open("/proc/self/status") as f:
-        line = next(line for line in f if line.startswith(field + ":"))
-    return int(line.split()[1])
+    print(step_memory_mb(method, config, batch, torch.device("cpu")))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    Config.add_arguments(parser, ["device"])
     parser.add_argument("--batch", type=int, default=2048)
     parser.add_argument("--rounds", type=int, default=25, help="interleaved timing rounds")
     parser.add_argument("--iters", type=int, default=3, help="passes per method and round")
@@ -176,28 +159,22 @@ def main() -> None:
     args = parser.parse_args()
     if args.rss_child:
         return rss_child(args.rss_child)
-    if args.device == "auto":
-        args.device = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(args.device)
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else (
-        f"CPU, {torch.get_num_threads()} threads"
-    )
+    device = resolve_device(args.device)
     print(f"# batch {args.batch}, {N_INPUTS} inputs, {DEPTH}x{NUM_CELLS} Tanh, {N_OUTPUTS} outputs;"
-          f" {name}; torch {torch.__version__}; {args.rounds} interleaved rounds x {args.iters}"
+          f" {device_label(device)}; torch {torch.__version__}; {args.rounds} interleaved rounds x {args.iters}"
           " passes; median time, median paired ratio to shared, peak memory")
-    print(f"| configuration | {' | '.join(METHODS)} |")
-    print(f"|---|{'---|' * len(METHODS)}")
+    print(markdown_header(["configuration", *METHODS]))
     results = {}
     for config in args.configs:
         samples = time_methods(config, args, device)
-        memory = {m: peak_memory_mb(m, config, args, device) for m in METHODS}
+        memory = {m: pass_memory_mb(m, config, args, device) for m in METHODS}
         results[config] = samples
         cells = [
             f"{statistics.median(samples[m]):.2f} ms "
             f"({paired_ratio(samples, m, 'shared'):.2f}x, {memory[m]:.0f} MB)"
             for m in METHODS
         ]
-        print(f"| {config} | {' | '.join(cells)} |", flush=True)
+        print(markdown_row([config, *cells]), flush=True)
     print_targets(results)
 
 

@@ -35,7 +35,9 @@ import torch
 
 from torchrl_seps import identify_groups
 from torchrl_seps.clustering import AgentClustering, adjusted_rand_index
+from torchrl_seps.reporting import markdown_table
 from torchrl_seps.scenarios import agent_types, make_env
+from torchrl_seps.training import Config
 
 
 @dataclass(frozen=True)
@@ -132,34 +134,31 @@ def k_summary(ks: list) -> str:
 
 
 def task_table(rows: list[dict]) -> str:
-    lines = [
-        "| task | agents | true K | correct / seeds | K found | best K on held-out "
-        "| correct with silhouette (2..N-1) | collect s | fit s | cluster s | total s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
+    header = ["task", "agents", "true K", "correct / seeds", "K found", "best K on held-out",
+              "correct with silhouette (2..N-1)", "collect s", "fit s", "cluster s", "total s"]
+    lines = []
     for label, group in groupby(rows, lambda r: r["task"]).items():
         med = {key: statistics.median(r[key] for r in group) for key in ["collect", "fit", "cluster", "total"]}
         first = group[0]
-        lines.append(
-            f"| {label} | {first['agents']} | {first['true_k']} | "
-            f"{sum(r['correct'] for r in group)} / {len(group)} | {k_summary([r['k'] for r in group])} | "
-            f"{k_summary([r['best_k'] for r in group])} | "
-            f"{sum(r['silhouette_correct'] for r in group)} / {len(group)} | "
-            f"{med['collect']:.1f} | {med['fit']:.1f} | {med['cluster']:.1f} | {med['total']:.1f} |"
-        )
-    return "\n".join(lines)
+        lines.append([
+            label, first["agents"], first["true_k"],
+            f"{sum(r['correct'] for r in group)} / {len(group)}", k_summary([r["k"] for r in group]),
+            k_summary([r["best_k"] for r in group]),
+            f"{sum(r['silhouette_correct'] for r in group)} / {len(group)}",
+            f"{med['collect']:.1f}", f"{med['fit']:.1f}", f"{med['cluster']:.1f}", f"{med['total']:.1f}",
+        ])
+    return markdown_table(header, lines)
 
 
 def sweep_table(rows: list[dict]) -> str:
-    lines = ["| preset | frames | ARI = 1 / seeds | mean ARI | K found | total s |",
-             "|---|---|---|---|---|---|"]
+    lines = []
     for (label, frames), group in groupby(rows, lambda r: (r["task"], r["frames"])).items():
-        lines.append(
-            f"| {label} | {frames} | {sum(r['ari'] == 1.0 for r in group)} / {len(group)} | "
-            f"{statistics.mean(r['ari'] for r in group):.2f} | {k_summary([r['k'] for r in group])} | "
-            f"{statistics.median(r['total'] for r in group):.1f} |"
-        )
-    return "\n".join(lines)
+        lines.append([
+            label, frames, f"{sum(r['ari'] == 1.0 for r in group)} / {len(group)}",
+            f"{statistics.mean(r['ari'] for r in group):.2f}", k_summary([r["k"] for r in group]),
+            f"{statistics.median(r['total'] for r in group):.1f}",
+        ])
+    return markdown_table(["preset", "frames", "ARI = 1 / seeds", "mean ARI", "K found", "total s"], lines)
 
 
 def groupby(rows, key):
@@ -170,13 +169,15 @@ def groupby(rows, key):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--suite", choices=list(SUITES), default="all")
     parser.add_argument("--tasks", nargs="*", help="only these task labels")
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--sweep", action="store_true", help="ARI against frames on bps-2, bps-4")
     parser.add_argument("--sweep-seeds", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=1)
+    Config.add_arguments(parser, ["threads"])
+    parser.set_defaults(threads=1)  # one per process: two oversubscribe a busy 2-core machine
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {args.threads} thread(s), {NUM_ENVS} envs", file=sys.stderr)
@@ -193,9 +194,10 @@ def main() -> None:
     if bps2:
         totals = [r["total"] for r in bps2]
         print("\n### bps-2 end to end at the default budget (collect + fit + cluster)\n")
-        print("| frames | threads | runs | median s | max s |\n|---|---|---|---|---|")
-        print(f"| {bps2[0]['frames']} | {args.threads} | {len(totals)} | "
-              f"{statistics.median(totals):.1f} | {max(totals):.1f} |")
+        print(markdown_table(["frames", "threads", "runs", "median s", "max s"], [[
+            bps2[0]["frames"], args.threads, len(totals), f"{statistics.median(totals):.1f}",
+            f"{max(totals):.1f}",
+        ]]))
 
     if args.sweep:
         sweep = [run(Task(p, p), s, frames=f) for p in SWEEP_PRESETS for f in FRAMES_SWEEP

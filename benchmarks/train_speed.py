@@ -7,60 +7,44 @@ iteration (collection of a batch and its PPO update) of every method in turn. Ea
 to FuPS is the median over rounds of the ratio of iteration times within a round.
 
 Run ``python benchmarks/train_speed.py`` (the main job's defaults: bps-1, 40 envs x 50 steps);
-``--preset``, ``--num-envs`` and ``--threads`` as in the main job.
+the settings it shares with the main job take the main job's flags.
 """
 from __future__ import annotations
 
 import argparse
 import statistics
-import sys
-import time
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).parent))
-import vmas_seps  # noqa: E402  (the main job, beside this file)
+from torchrl_seps.devices import resolve_device
+from torchrl_seps.reporting import markdown_table
+from torchrl_seps.training import Config, make_trainer
 
-from torchrl_seps.reporting import markdown_table  # noqa: E402
-
-
-def iteration_time(trainer: vmas_seps.Trainer, batches) -> float:
-    """Seconds of one training iteration: collect a batch, then update on it."""
-    start = time.perf_counter()
-    trainer.train_step(next(batches))
-    return time.perf_counter() - start
+SHARED = ("preset", "group_sizes", "methods", "num_envs", "rollout_steps", "algorithm",
+          "centralized_critic", "device", "threads")
 
 
 def main(argv: list[str] | None = None) -> str:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--preset", default="bps-1")
-    parser.add_argument("--methods", nargs="+", default=list(vmas_seps.METHODS),
-                        choices=vmas_seps.METHODS)
-    parser.add_argument("--num-envs", type=int, default=40)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    Config.add_arguments(parser, SHARED)
     parser.add_argument("--rounds", type=int, default=30, help="timed rounds (one more warms up)")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args(argv)
     if "fups" not in args.methods:
         parser.error("--methods must include fups, the reference of the ratios")
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    config = vmas_seps.Config(
-        preset=args.preset, methods=args.methods, num_envs=args.num_envs, device=args.device,
-        progress=False,
-        frames=10**12,  # the collectors never run out
-    )
+    config = Config.from_args(args, progress=False, frames=10**12)  # the collectors never run out
     try:
         config.validate()
     except (TypeError, ValueError) as error:
         parser.error(str(error))
-    trainers = {method: vmas_seps.make_trainer(method, 0, config) for method in args.methods}
-    batches = {method: iter(trainer.collector) for method, trainer in trainers.items()}
+    if config.threads is not None:
+        torch.set_num_threads(config.threads)
+    trainers = {method: make_trainer(method, 0, config) for method in config.methods}
+    iterations = {method: trainer.iterations() for method, trainer in trainers.items()}
     times = {method: [] for method in trainers}
     for round_ in range(args.rounds + 1):
-        for method, trainer in trainers.items():
-            seconds = iteration_time(trainer, batches[method])
+        for method in trainers:
+            seconds = next(iterations[method]).time
             if round_:
                 times[method].append(seconds)
     for trainer in trainers.values():
@@ -76,8 +60,8 @@ def main(argv: list[str] | None = None) -> str:
         ["method", "groups", "iteration (median)", "train frames/s", "frames/s relative to fups"],
         rows,
     )
-    print(f"# {args.preset}, {args.num_envs} envs x {config.rollout_steps} steps per iteration, "
-          f"{args.rounds} interleaved rounds, device {args.device}, torch threads "
+    print(f"# {config.preset}, {config.num_envs} envs x {config.rollout_steps} steps per iteration, "
+          f"{args.rounds} interleaved rounds, device {resolve_device(config.device)}, torch threads "
           f"{torch.get_num_threads()}")
     print(table)
     return table

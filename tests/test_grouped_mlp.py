@@ -253,7 +253,7 @@ def test_bad_groups(groups, error, match):
 def test_bad_constructor_arguments():
     with pytest.raises(TypeError, match="n_agent_inputs must be an int, got None"):
         GroupedMultiAgentMLP(None, N_OUT, 2, groups=[0, 1], centralized=False)
-    with pytest.raises(ValueError, match="n_agents must be positive, got 0"):
+    with pytest.raises(ValueError, match="n_agents must be an int >= 1, got n_agents=0"):
         GroupedMultiAgentMLP(N_IN, N_OUT, 0, groups=[], centralized=False)
     with pytest.raises(TypeError, match="centralized must be True or False, got None"):
         GroupedMultiAgentMLP(N_IN, N_OUT, 2, groups=[0, 1], centralized=None)

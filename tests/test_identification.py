@@ -15,10 +15,10 @@ from torchrl_seps.identification import (
     fit_identity,
     identify_groups,
     identity_model,
-    plot_embeddings,
 )
 from torchrl_seps.modules import IdentityDecoder, IdentityEncoder
 from torchrl_seps.objectives import IdentityLoss
+from torchrl_seps.plotting import plot_embeddings
 
 TYPES = [0, 0, 1, 1, 2, 2]
 # Small budget: 8 envs x 64 steps, 12 epochs of 64-frame batches (about 100 updates).
@@ -284,14 +284,14 @@ def test_plot(tmp_path):
         (dict(n_groups=0), ValueError, r"n_groups must be in 1\.\.N=6 .* got n_groups=0"),
         (dict(n_groups=7), ValueError, r"n_groups must be in 1\.\.N=6 .* got n_groups=7"),
         (dict(frames=100, batch_size=128), ValueError, r"too few frames to fit: frames=100, expected at least batch_size=128"),
-        (dict(frames=0), ValueError, "frames must be >= 1, got frames=0"),
+        (dict(frames=0), ValueError, "frames must be an int >= 1, got frames=0"),
         (dict(epochs=1.5), TypeError, "epochs must be an int"),
-        (dict(lr=-1.0), ValueError, "lr must be > 0, got lr=-1.0"),
+        (dict(lr=-1.0), ValueError, "lr must be a float > 0, got lr=-1.0"),
         (dict(targets=("action",)), ValueError, "targets must be a non-empty subset"),
         (dict(kl_weight=-1.0), ValueError, "kl_weight must be a float >= 0"),
         (dict(clustering="kmeans"), TypeError, "clustering must be an AgentClustering, got str"),
-        (dict(heldout_fraction=1.0), ValueError, r"heldout_fraction must be in \(0, 1\), got heldout_fraction=1.0"),
-        (dict(alpha=0.0), ValueError, "alpha must be > 0, got alpha=0.0"),
+        (dict(heldout_fraction=1.0), ValueError, r"heldout_fraction must be a float in \(0, 1\), got heldout_fraction=1.0"),
+        (dict(alpha=0.0), ValueError, r"alpha must be a float in \(0, 1\), got alpha=0.0"),
     ],
 )
 def test_bad_arguments_fail_before_collecting(kwargs, error, match):

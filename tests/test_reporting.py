@@ -6,7 +6,7 @@ import statistics
 import numpy as np
 import pytest
 
-from torchrl_seps import reporting
+from torchrl_seps import plotting, reporting
 
 
 def rows_from(curves: dict[str, list[list[float]]], frames: list[int]):
@@ -54,5 +54,5 @@ def test_markdown_table_and_plot(tmp_path):
     table = reporting.markdown_table(["a", "b"], [[1, 2], [3, 4]])
     assert table.splitlines()[2:] == ["| 1 | 2 |", "| 3 | 4 |"]
     curves = reporting.learning_curves(rows_from({"x": [[1.0, 2.0], [2.0, 3.0]]}, [0, 5]))
-    path = reporting.plot_learning_curves(curves, tmp_path / "curves.png", title="t")
+    path = plotting.plot_learning_curves(curves, tmp_path / "curves.png", title="t")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -1,29 +1,13 @@
 """``benchmarks/train_speed.py``: the side-by-side training-speed table, in a tiny configuration."""
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 from threads import one_thread  # noqa: F401
 
-BENCHMARKS = Path(__file__).parents[1] / "benchmarks"
+from benchmarks import train_speed
 
 
-@pytest.fixture(scope="module")
-def train_speed():
-    sys.path.insert(0, str(BENCHMARKS))  # it imports the main job beside it
-    try:
-        spec = importlib.util.spec_from_file_location("train_speed", BENCHMARKS / "train_speed.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        yield module
-    finally:
-        sys.path.remove(str(BENCHMARKS))
-
-
-def test_table_has_a_row_per_method_relative_to_fups(train_speed):
+def test_table_has_a_row_per_method_relative_to_fups():
     table = train_speed.main(["--methods", "fups", "oracle", "nops", "--num-envs", "2",
                               "--rounds", "2"])
     rows = [line.strip("| ").split(" | ") for line in table.splitlines()[2:]]
@@ -40,7 +24,7 @@ def test_table_has_a_row_per_method_relative_to_fups(train_speed):
     (["--preset", "bps-9"], "--preset 'bps-9' is unknown"),
     (["--num-envs", "0"], "--num-envs must be positive"),
 ])
-def test_bad_options_fail_with_a_message(train_speed, capsys, argv, message):
+def test_bad_options_fail_with_a_message(capsys, argv, message):
     with pytest.raises(SystemExit):
         train_speed.main(argv)
     assert message in capsys.readouterr().err

@@ -2,29 +2,18 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 import statistics
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
+from benchmarks import vmas_seps
 from torchrl_seps.policies import make_actor
 from torchrl_seps.scenarios import make_env
 
-SCRIPT = Path(__file__).parents[1] / "benchmarks" / "vmas_seps.py"
 METHODS = ["nops", "fups", "fups_id", "seps", "oracle"]
-
-
-@pytest.fixture(scope="module")
-def vmas_seps():
-    spec = importlib.util.spec_from_file_location("vmas_seps", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
 
 
 def tiny_args(out: Path, *extra: str) -> list[str]:
@@ -37,7 +26,7 @@ def tiny_args(out: Path, *extra: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def tiny_run(vmas_seps, tmp_path_factory):
+def tiny_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("vmas_seps")
     result = vmas_seps.main(tiny_args(out))
     return out, result
@@ -113,27 +102,27 @@ def test_plots_gif_and_checkpoints(tiny_run):
         (["--num-envs", "0"], "--num-envs must be positive"),
     ],
 )
-def test_bad_config_fails_before_training(vmas_seps, tmp_path, extra, message):
+def test_bad_config_fails_before_training(tmp_path, extra, message):
     with pytest.raises(SystemExit, match=message):
         vmas_seps.main(tiny_args(tmp_path / "bad", *extra))
     assert not (tmp_path / "bad").exists()
 
 
 @pytest.mark.parametrize("extra", [["--methods", "fups", "magic"], ["--algorithm", "sac"]])
-def test_bad_choices_are_refused_by_the_parser(vmas_seps, tmp_path, capsys, extra):
+def test_bad_choices_are_refused_by_the_parser(tmp_path, capsys, extra):
     with pytest.raises(SystemExit):
         vmas_seps.main(tiny_args(tmp_path / "bad", *extra))
     assert "invalid choice" in capsys.readouterr().err
     assert not (tmp_path / "bad").exists()
 
 
-def test_group_sizes_override_the_preset(vmas_seps):
+def test_group_sizes_override_the_preset():
     config = vmas_seps.parse_args(["--preset", "bps-1", "--group-sizes", "2", "2"])
     assert config.env_overrides["groups"] == (2, 2)
     assert vmas_seps.parse_args([]).group_sizes is None
 
 
-def test_a2c_with_continuous_actions_runs(vmas_seps, tmp_path):
+def test_a2c_with_continuous_actions_runs(tmp_path):
     result = vmas_seps.main(
         tiny_args(tmp_path, "--algorithm", "a2c", "--methods", "fups", "--seeds", "0",
                   "--continuous-actions", "--no-gif", "--logger", "none")

@@ -39,6 +39,8 @@ from sklearn.metrics import (
     silhouette_score,
 )
 
+from torchrl_seps._checks import check_int, check_matrix
+
 __all__ = [
     "AgentClustering",
     "adjusted_rand_index",
@@ -102,20 +104,6 @@ def normalized_mutual_info(labels_true: ArrayLike, labels_pred: ArrayLike) -> fl
     )
 
 
-def _as_matrix(name: str, x: ArrayLike) -> np.ndarray:
-    if isinstance(x, torch.Tensor):
-        x = x.detach().cpu().double().numpy()
-    try:
-        x = np.asarray(x, dtype=np.float64)
-    except (TypeError, ValueError) as err:
-        raise TypeError(f"{name} must be a numeric (n_agents, n_features) array.") from err
-    if x.ndim != 2 or x.shape[0] < 1 or x.shape[1] < 1:
-        raise ValueError(f"{name} must have shape (n_agents, n_features), got {x.shape}.")
-    if not np.isfinite(x).all():
-        raise ValueError(f"{name} must be finite, got {int((~np.isfinite(x)).sum())} NaN or inf.")
-    return x
-
-
 class AgentClustering(ClusterMixin, BaseEstimator):
     """Groups agents by k-means over their identity embeddings, with K given or chosen.
 
@@ -168,12 +156,7 @@ class AgentClustering(ClusterMixin, BaseEstimator):
 
     def validate_params(self, n_agents: int) -> None:
         """Checks the parameters for ``n_agents`` agents; raises ``TypeError`` / ``ValueError``."""
-        if self.n_groups is not None:
-            if isinstance(self.n_groups, bool) or not isinstance(self.n_groups, (int, np.integer)):
-                raise TypeError(
-                    f"n_groups must be an int or None, got {self.n_groups!r} of type "
-                    f"{type(self.n_groups).__name__}."
-                )
+        if check_int("n_groups", self.n_groups, minimum=None, optional=True) is not None:
             if not 1 <= self.n_groups <= n_agents:
                 raise ValueError(
                     f"n_groups must be in 1..N={n_agents} (the number of agents), got "
@@ -181,8 +164,7 @@ class AgentClustering(ClusterMixin, BaseEstimator):
                 )
         if self.criterion not in CRITERIA:
             raise ValueError(f"criterion must be one of {CRITERIA}, got {self.criterion!r}.")
-        if isinstance(self.n_init, bool) or not isinstance(self.n_init, int) or self.n_init < 1:
-            raise ValueError(f"n_init must be an int >= 1, got {self.n_init!r}.")
+        check_int("n_init", self.n_init)
 
     def _kmeans(self, x: np.ndarray, k: int) -> np.ndarray:
         n = x.shape[0]
@@ -202,7 +184,7 @@ class AgentClustering(ClusterMixin, BaseEstimator):
         K = 1 puts every agent in one group and K = N every agent in its own, without k-means.
         Where the embeddings hold fewer than K distinct points, the partition has fewer groups.
         """
-        x = _as_matrix("embeddings", embeddings)
+        x = check_matrix("embeddings", embeddings)
         n = x.shape[0]
         ks = range(1, n + 1) if ks is None else list(ks)
         for k in ks:
@@ -224,7 +206,7 @@ class AgentClustering(ClusterMixin, BaseEstimator):
             ValueError: without ``n_groups`` for fewer than three agents, where the embeddings
                 alone cannot tell one group from N (see the module documentation).
         """
-        x = _as_matrix("embeddings", embeddings)
+        x = check_matrix("embeddings", embeddings)
         n = x.shape[0]
         self.validate_params(n)
         self.scores_: dict[int, float] = {}

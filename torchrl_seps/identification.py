@@ -22,6 +22,7 @@ from torchrl.collectors import Collector
 from torchrl.data import Binary, Categorical, MultiCategorical, MultiOneHot, OneHot
 from torchrl.envs import EnvBase
 
+from torchrl_seps._checks import check_float, check_fraction, check_instance, check_int
 from torchrl_seps.clustering import AgentClustering
 from torchrl_seps.model_selection import (
     TRAJECTORY_KEY,
@@ -32,6 +33,7 @@ from torchrl_seps.model_selection import (
 )
 from torchrl_seps.modules.identity import IdentityDecoder, IdentityEncoder
 from torchrl_seps.objectives.identity import TARGETS, IdentityLoss
+from torchrl_seps.plotting import plot_embeddings
 
 __all__ = [
     "IdentificationResult",
@@ -40,7 +42,6 @@ __all__ = [
     "identify_from_transitions",
     "identify_groups",
     "identity_model",
-    "plot_embeddings",
 ]
 
 logger = logging.getLogger(__name__)
@@ -49,30 +50,14 @@ logger = logging.getLogger(__name__)
 _STEPS_PER_BATCH = 50
 
 
-def _check_int(name: str, value: int, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {value!r} of type {type(value).__name__}.")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {name}={value}.")
-
-
-def _check_float(name: str, value: float, *, positive: bool) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise TypeError(f"{name} must be a finite float, got {value!r}.")
-    if value < 0 or (positive and value == 0):
-        raise ValueError(f"{name} must be {'> 0' if positive else '>= 0'}, got {name}={value}.")
-
-
 def _group_keys(group: str) -> dict[str, tuple[str, str]]:
     return {leaf: (group, leaf) for leaf in ("observation", "action", "reward")}
 
 
 def _check_env(env: EnvBase, group: str) -> dict[str, tuple[str, str]]:
     """Checks that ``env`` is a multi-agent env with ``group``'s observation, action and reward."""
-    if not isinstance(env, EnvBase):
-        raise TypeError(f"env must be a torchrl EnvBase, got {type(env).__name__}.")
-    if not isinstance(group, str):
-        raise TypeError(f"group must be a str (a key of env.group_map), got {group!r}.")
+    check_instance("env", env, EnvBase, "a torchrl EnvBase")
+    check_instance("group", group, str, "a str (a key of env.group_map)")
     keys = _group_keys(group)
     specs = {
         "observation": env.full_observation_spec,
@@ -152,7 +137,7 @@ def collect_transitions(
         (torch.Size([40]), torch.Size([40, 2, 1]))
     """
     keys = _check_env(env, group)
-    _check_int("frames", frames, 1)
+    check_int("frames", frames)
     n_envs = max(1, env.batch_size.numel())
     steps = math.ceil(frames / n_envs)
     n_batches = math.ceil(steps / _STEPS_PER_BATCH)
@@ -296,17 +281,16 @@ def fit_identity(
         >>> len(curve)
         2
     """
-    if not isinstance(loss, IdentityLoss):
-        raise TypeError(f"loss must be an IdentityLoss, got {type(loss).__name__}.")
+    check_instance("loss", loss, IdentityLoss, "an IdentityLoss")
     if not isinstance(data, TensorDictBase) or data.ndim != 1:
         raise TypeError(
             "data must be a TensorDict with one batch dimension (frames), as "
             f"collect_transitions returns; got {type(data).__name__}"
             + (f" of batch size {tuple(data.batch_size)}." if isinstance(data, TensorDictBase) else ".")
         )
-    _check_int("epochs", epochs, 1)
-    _check_int("batch_size", batch_size, 1)
-    _check_float("lr", lr, positive=True)
+    check_int("epochs", epochs)
+    check_int("batch_size", batch_size)
+    check_float("lr", lr, positive=True)
     n_frames = data.shape[0]
     if n_frames < batch_size:
         raise ValueError(
@@ -380,20 +364,18 @@ class IdentificationResult:
         return sum(self.timings.values())
 
     def plot(self, path: str | Path, types: Sequence[int] | torch.Tensor | None = None) -> Path:
-        """Saves the embeddings in 2-D (see :func:`plot_embeddings`) and, when K was chosen,
-        the held-out loss of every candidate K beside them."""
+        """Saves the embeddings in 2-D (see :func:`~torchrl_seps.plotting.plot_embeddings`) and,
+        when K was chosen, the held-out loss of every candidate K beside them."""
         return plot_embeddings(self.embeddings, self.groups, path, types=types, evidence=self.evidence)
 
 
 def _check_identify_args(frames, epochs, batch_size, lr, heldout_fraction, alpha) -> None:
-    _check_int("frames", frames, 1)
-    _check_int("epochs", epochs, 1)
-    _check_int("batch_size", batch_size, 1)
-    _check_float("lr", lr, positive=True)
-    for name, value in (("heldout_fraction", heldout_fraction), ("alpha", alpha)):
-        _check_float(name, value, positive=True)
-        if value >= 1:
-            raise ValueError(f"{name} must be in (0, 1), got {name}={value}.")
+    check_int("frames", frames)
+    check_int("epochs", epochs)
+    check_int("batch_size", batch_size)
+    check_float("lr", lr, positive=True)
+    check_fraction("heldout_fraction", heldout_fraction)
+    check_fraction("alpha", alpha)
 
 
 def identify_groups(
@@ -547,8 +529,7 @@ def identify_from_transitions(
         >>> result.frames, result.evidence.ks
         (400, [1, 2, 3])
     """
-    if not isinstance(loss, IdentityLoss):
-        raise TypeError(f"loss must be an IdentityLoss, got {type(loss).__name__}.")
+    check_instance("loss", loss, IdentityLoss, "an IdentityLoss")
     _check_identify_args(1, epochs, batch_size, lr, heldout_fraction, alpha)
     clustering = _clustering(clustering, n_groups, seed)
     clustering.validate_params(loss.encoder.n_agents)
@@ -596,8 +577,7 @@ def _clustering(clustering: AgentClustering | None, n_groups: int | None, seed: 
     """A copy of ``clustering`` (default ``AgentClustering()``) with ``n_groups`` and ``seed`` set."""
     if clustering is None:
         clustering = AgentClustering()
-    elif not isinstance(clustering, AgentClustering):
-        raise TypeError(f"clustering must be an AgentClustering, got {type(clustering).__name__}.")
+    check_instance("clustering", clustering, AgentClustering, "an AgentClustering")
     clustering = clone(clustering).set_params(n_groups=n_groups)
     if seed is not None:
         clustering.set_params(random_state=seed)
@@ -620,94 +600,6 @@ def _choose_on_heldout(
     errors, counts = tied_heldout_errors(loss, heldout, unit, embeddings, candidates)
     evidence = compare_partitions(errors, counts, list(candidates), alpha=alpha, seed=seed)
     return candidates[evidence.chosen_k], evidence
-
-
-def plot_embeddings(
-    embeddings: torch.Tensor,
-    groups: Sequence[int] | torch.Tensor,
-    path: str | Path,
-    *,
-    types: Sequence[int] | torch.Tensor | None = None,
-    evidence: HeldOutEvidence | None = None,
-    title: str | None = None,
-) -> Path:
-    """Saves a 2-D view of the agents' embeddings (their first two principal components, with the
-    share of variance each explains), coloured by group and, when ``types`` (the true types) are
-    given, in a second panel by type. With ``evidence``, a last panel shows how much worse than
-    the best each candidate K predicted the held-out data, with its bootstrap interval, and
-    marks the K chosen.
-
-    Each point is labelled with its agent index. Rendered with matplotlib's Agg canvas (no
-    display needed).
-
-    Returns:
-        the path written.
-
-    Examples:
-        >>> import tempfile, torch
-        >>> path = plot_embeddings(torch.randn(4, 3), [0, 0, 1, 1], tempfile.mktemp(suffix=".png"),
-        ...                        types=[0, 0, 1, 1])
-        >>> path.exists()
-        True
-    """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-    from sklearn.decomposition import PCA
-
-    x = torch.as_tensor(embeddings).detach().cpu().double().numpy()
-    if x.ndim != 2:
-        raise ValueError(f"embeddings must have shape (n_agents, n_features), got {x.shape}.")
-    n_agents = x.shape[0]
-    panels = [("group", torch.as_tensor(groups).tolist())]
-    if types is not None:
-        panels.append(("true type", torch.as_tensor(types).tolist()))
-    for name, labels in panels:
-        if len(labels) != n_agents:
-            raise ValueError(
-                f"{name} labels must have one entry per agent ({n_agents}), got {len(labels)}."
-            )
-    xy, explained = np.zeros((n_agents, 2)), np.zeros(2)
-    n_components = min(2, n_agents, x.shape[1])
-    if n_agents > 1:
-        pca = PCA(n_components=n_components)
-        xy[:, :n_components] = pca.fit_transform(x)
-        explained[:n_components] = pca.explained_variance_ratio_
-    n_panels = len(panels) + (evidence is not None)
-    fig = Figure(figsize=(5 * n_panels, 4.5))
-    FigureCanvasAgg(fig)
-    for i, (name, labels) in enumerate(panels):
-        ax = fig.add_subplot(1, n_panels, i + 1)
-        ax.scatter(xy[:, 0], xy[:, 1], c=labels, cmap="tab10", vmin=0, vmax=9, s=40)
-        for agent in range(n_agents):
-            ax.annotate(str(agent), xy[agent], fontsize=7, xytext=(3, 3), textcoords="offset points")
-        ax.set_title(f"coloured by {name}")
-        ax.set_xlabel(f"PC 1 ({explained[0]:.0%} of variance)")
-        ax.set_ylabel(f"PC 2 ({explained[1]:.0%} of variance)")
-    if evidence is not None:
-        _draw_evidence(fig.add_subplot(1, n_panels, n_panels), evidence)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path)
-    return path
-
-
-def _draw_evidence(ax, evidence: HeldOutEvidence) -> None:
-    """Held-out loss minus the best candidate's, per K, with its bootstrap interval."""
-    best = min(evidence.loss)
-    excess = np.array(evidence.loss) - best
-    low, high = np.array(evidence.difference_interval).T
-    ax.errorbar(evidence.ks, excess, yerr=[np.maximum(excess - low, 0), np.maximum(high - excess, 0)],
-                fmt="o-", ms=4, capsize=2)
-    ax.axvline(evidence.chosen_k, color="tab:green", ls="--", label=f"chosen K={evidence.chosen_k}")
-    ax.axhline(0.0, color="grey", lw=0.8)
-    ax.set_yscale("symlog", linthresh=max(1e-4, float(np.abs(np.concatenate([low, high])).max()) * 1e-3))
-    ax.set_xlabel("K (k-means partition, embeddings tied within groups)")
-    ax.set_ylabel("held-out loss minus the best K's")
-    ax.set_title(f"held-out evidence ({evidence.n_units} trajectories, "
-                 f"{1 - evidence.alpha:.0%} intervals)")
-    ax.legend()
 
 
 def _progress_bar(progress: bool, total: int, desc: str):

@@ -39,6 +39,7 @@ import numpy as np
 import torch
 from tensordict import TensorDictBase
 
+from torchrl_seps._checks import check_fraction, check_int
 from torchrl_seps.objectives.identity import IdentityLoss
 
 __all__ = ["HeldOutEvidence", "compare_partitions", "split_heldout", "tied_heldout_errors"]
@@ -103,8 +104,7 @@ def split_heldout(
     """
     if not isinstance(data, TensorDictBase) or data.ndim != 1:
         raise TypeError("data must be a TensorDict with one batch dimension (frames).")
-    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction < 1:
-        raise ValueError(f"heldout_fraction must be a float in (0, 1), got {fraction!r}.")
+    check_fraction("heldout_fraction", fraction)
     units = _units(data, math.ceil(MIN_HELDOUT_UNITS / fraction))
     _, units = torch.unique(units, return_inverse=True)
     n_units = int(units.max()) + 1
@@ -256,10 +256,8 @@ def compare_partitions(
         )
     if list(ks) != sorted(set(ks)):
         raise ValueError(f"ks must be strictly increasing, got {list(ks)}.")
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 < alpha < 1:
-        raise ValueError(f"alpha must be a float in (0, 1), got {alpha!r}.")
-    if isinstance(n_bootstrap, bool) or not isinstance(n_bootstrap, int) or n_bootstrap < 1:
-        raise ValueError(f"n_bootstrap must be an int >= 1, got {n_bootstrap!r}.")
+    check_fraction("alpha", alpha)
+    check_int("n_bootstrap", n_bootstrap)
     n_units = errors.shape[1]
     loss = errors.sum(1) / counts.sum()
     best = int(torch.argmin(loss))

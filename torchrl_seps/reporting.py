@@ -1,10 +1,12 @@
-"""Summaries and plots of a comparison of grouping methods: one row per evaluation."""
+"""Summaries and tables of a comparison of grouping methods: one row per evaluation.
+
+Its figures are in :mod:`torchrl_seps.plotting`.
+"""
 from __future__ import annotations
 
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from pathlib import Path
 from statistics import mean, stdev
 
 import numpy as np
@@ -96,35 +98,25 @@ def markdown_table(header: Sequence[str], rows: Iterable[Sequence]) -> str:
         |---|---|
         | fups | -3.0 |
     """
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
-    return "\n".join(lines)
+    return "\n".join([markdown_header(header), *(markdown_row(row) for row in rows)])
 
 
-def plot_learning_curves(
-    curves: Mapping[str, tuple[np.ndarray, np.ndarray, np.ndarray]],
-    path: str | Path,
-    *,
-    title: str = "",
-    ylabel: str = "evaluation team return",
-) -> Path:
-    """Saves the mean curves with their 95% bands, x = environment frames, as an image."""
-    import matplotlib
+def markdown_header(header: Sequence[str]) -> str:
+    """The first two lines of a :func:`markdown_table`, for a table printed a row at a time.
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    Examples:
+        >>> print(markdown_header(["method", "return"]))
+        | method | return |
+        |---|---|
+    """
+    return markdown_row(header) + "\n|" + "---|" * len(header)
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for method, (frames, curve, band) in curves.items():
-        (line,) = ax.plot(frames, curve, label=method)
-        ax.fill_between(frames, curve - band, curve + band, color=line.get_color(), alpha=0.2)
-    ax.set_xlabel("environment frames")
-    ax.set_ylabel(ylabel)
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+
+def markdown_row(cells: Sequence) -> str:
+    """One row of a :func:`markdown_table`.
+
+    Examples:
+        >>> markdown_row(["fups", -3.0])
+        '| fups | -3.0 |'
+    """
+    return "| " + " | ".join(str(cell) for cell in cells) + " |"

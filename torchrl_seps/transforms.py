@@ -9,7 +9,7 @@ from tensordict.utils import NestedKey
 from torchrl.data import Bounded, Composite, TensorSpec, Unbounded
 from torchrl.envs import Transform
 
-from torchrl_seps.modules.grouped_mlp import validate_groups
+from torchrl_seps._checks import check_finite, check_instance, check_int, validate_groups
 from torchrl_seps.modules.identity import IdentityEncoder
 
 __all__ = ["AgentIdentityTransform"]
@@ -68,8 +68,7 @@ class AgentIdentityTransform(Transform):
         in_key: NestedKey = ("agents", "observation"),
         out_key: NestedKey | None = None,
     ) -> None:
-        if not isinstance(features, torch.Tensor):
-            raise TypeError(f"features must be a tensor, got {type(features).__name__}.")
+        check_instance("features", features, torch.Tensor, "a tensor")
         if features.ndim != 2 or features.shape[0] < 1 or features.shape[1] < 1:
             raise ValueError(
                 f"features must have shape (n_agents, n_features) with both >= 1, got "
@@ -77,8 +76,7 @@ class AgentIdentityTransform(Transform):
             )
         if not features.dtype.is_floating_point:
             features = features.float()
-        if not torch.isfinite(features).all():
-            raise ValueError("features must be finite, got NaN or infinite values.")
+        check_finite("features", features)
         self.appends = out_key is None
         super().__init__(in_keys=[in_key], out_keys=[in_key if out_key is None else out_key])
         self.register_buffer("features", features.detach().clone())
@@ -92,9 +90,7 @@ class AgentIdentityTransform(Transform):
             tensor([[1., 0.],
                     [0., 1.]])
         """
-        if isinstance(n_agents, bool) or not isinstance(n_agents, int) or n_agents < 1:
-            raise ValueError(f"n_agents must be an int >= 1, got n_agents={n_agents!r}.")
-        return cls(torch.eye(n_agents), **kwargs)
+        return cls(torch.eye(check_int("n_agents", n_agents)), **kwargs)
 
     @classmethod
     def from_groups(cls, groups: Sequence[int] | torch.Tensor, **kwargs) -> AgentIdentityTransform:
@@ -131,8 +127,7 @@ class AgentIdentityTransform(Transform):
             >>> AgentIdentityTransform.from_encoder(IdentityEncoder(n_agents=4, latent_dim=3)).features.shape
             torch.Size([4, 3])
         """
-        if not isinstance(encoder, IdentityEncoder):
-            raise TypeError(f"encoder must be an IdentityEncoder, got {type(encoder).__name__}.")
+        check_instance("encoder", encoder, IdentityEncoder, "an IdentityEncoder")
         with torch.no_grad():
             loc, _ = encoder.agent_distribution()
         return cls(loc.cpu(), **kwargs)

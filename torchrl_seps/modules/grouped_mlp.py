@@ -12,58 +12,9 @@ from torch import nn
 from torch.nn import functional as F
 from torchrl.modules import MLP
 
-GroupsLike = Sequence[int] | torch.Tensor
+from torchrl_seps._checks import GroupsLike, check_bool, check_int, validate_groups
 
-
-def validate_groups(groups: GroupsLike, n_agents: int) -> torch.Tensor:
-    """Checks a group assignment and returns it as a CPU ``LongTensor`` of shape ``[n_agents]``.
-
-    A valid assignment gives every agent an integer id in ``0..K-1`` and uses every id in that
-    range at least once, so that ``K = max(groups) + 1`` parameter sets are all in use.
-
-    Examples:
-        >>> validate_groups([0, 1, 1, 0], n_agents=4)
-        tensor([0, 1, 1, 0])
-        >>> validate_groups([0, 2, 2], n_agents=3)
-        Traceback (most recent call last):
-        ...
-        ValueError: groups must use every id in 0..2 (K = 3 parameter sets), but no agent has id(s) [1]; got groups=[0, 2, 2].
-    """
-    if isinstance(groups, torch.Tensor):
-        if groups.dtype.is_floating_point or groups.dtype.is_complex or groups.dtype == torch.bool:
-            raise TypeError(f"groups must hold integer ids, got a tensor of dtype {groups.dtype}.")
-        if groups.ndim != 1:
-            raise ValueError(
-                f"groups must be one-dimensional (one id per agent), got shape {tuple(groups.shape)}."
-            )
-        ids = groups.detach().to("cpu", torch.long)
-    elif isinstance(groups, Sequence) and not isinstance(groups, (str, bytes)):
-        bad = [g for g in groups if isinstance(g, bool) or not isinstance(g, int)]
-        if bad:
-            raise TypeError(
-                f"groups must hold Python or torch integers, got {bad[0]!r} of type "
-                f"{type(bad[0]).__name__} in groups={list(groups)}."
-            )
-        ids = torch.tensor(list(groups), dtype=torch.long)
-    else:
-        raise TypeError(
-            f"groups must be a sequence of ints or a LongTensor, got {type(groups).__name__}."
-        )
-    if ids.numel() != n_agents:
-        raise ValueError(
-            f"groups must have one id per agent (length n_agents={n_agents}), "
-            f"got length {ids.numel()}: groups={ids.tolist()}."
-        )
-    if (ids < 0).any():
-        raise ValueError(f"groups must be non-negative ids, got groups={ids.tolist()}.")
-    n_groups = int(ids.max()) + 1
-    unused = sorted(set(range(n_groups)) - set(ids.tolist()))
-    if unused:
-        raise ValueError(
-            f"groups must use every id in 0..{n_groups - 1} (K = {n_groups} parameter sets), "
-            f"but no agent has id(s) {unused}; got groups={ids.tolist()}."
-        )
-    return ids
+__all__ = ["GroupedMultiAgentMLP", "validate_groups"]
 
 
 # Up to this many rows per block (agents of a block x batch elements; see ``_Routing``) the groups
@@ -212,17 +163,10 @@ class GroupedMultiAgentMLP(nn.Module):
         **kwargs,
     ):
         super().__init__()
-        for name, value in (
-            ("n_agent_inputs", n_agent_inputs),
-            ("n_agent_outputs", n_agent_outputs),
-            ("n_agents", n_agents),
-        ):
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise TypeError(f"{name} must be an int, got {value!r}.")
-            if value < 1:
-                raise ValueError(f"{name} must be positive, got {value}.")
-        if not isinstance(centralized, bool):
-            raise TypeError(f"centralized must be True or False, got {centralized!r}.")
+        check_int("n_agent_inputs", n_agent_inputs)
+        check_int("n_agent_outputs", n_agent_outputs)
+        check_int("n_agents", n_agents)
+        check_bool("centralized", centralized)
         self.n_agent_inputs = n_agent_inputs
         self.n_agent_outputs = n_agent_outputs
         self.n_agents = n_agents

@@ -20,21 +20,9 @@ from tensordict.utils import NestedKey
 from torch import nn
 from torchrl.modules import MLP
 
+from torchrl_seps._checks import check_int, check_keys
+
 __all__ = ["IdentityDecoder", "IdentityEncoder"]
-
-
-def _check_positive_int(name: str, value: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {value!r} of type {type(value).__name__}.")
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1, got {name}={value}.")
-
-
-def _check_keys(name: str, keys: Sequence[NestedKey], expected: int) -> list[NestedKey]:
-    keys = list(keys)
-    if len(keys) != expected:
-        raise ValueError(f"{name} must hold {expected} keys, got {len(keys)}: {name}={keys}.")
-    return keys
 
 
 class IdentityEncoder(TensorDictModule):
@@ -81,8 +69,8 @@ class IdentityEncoder(TensorDictModule):
             ("agents", "identity", "scale"),
         ),
     ) -> None:
-        _check_positive_int("n_agents", n_agents)
-        _check_positive_int("latent_dim", latent_dim)
+        check_int("n_agents", n_agents)
+        check_int("latent_dim", latent_dim)
         net = nn.Sequential(
             MLP(
                 in_features=n_agents,
@@ -94,8 +82,8 @@ class IdentityEncoder(TensorDictModule):
         )
         super().__init__(
             net,
-            in_keys=_check_keys("in_keys", in_keys, 1),
-            out_keys=_check_keys("out_keys", out_keys, 2),
+            in_keys=check_keys("in_keys", in_keys, 1),
+            out_keys=check_keys("out_keys", out_keys, 2),
         )
         self.n_agents = n_agents
         self.latent_dim = latent_dim
@@ -221,7 +209,7 @@ class IdentityDecoder(TensorDictModule):
             ("action_dim", action_dim),
             ("reward_dim", reward_dim),
         ]:
-            _check_positive_int(name, value)
+            check_int(name, value)
         net = _DecoderNet(
             latent_dim,
             observation_dim,
@@ -233,8 +221,8 @@ class IdentityDecoder(TensorDictModule):
         )
         super().__init__(
             net,
-            in_keys=_check_keys("in_keys", in_keys, 3),
-            out_keys=_check_keys("out_keys", out_keys, 2),
+            in_keys=check_keys("in_keys", in_keys, 3),
+            out_keys=check_keys("out_keys", out_keys, 2),
         )
         self.latent_dim = latent_dim
         self.observation_dim = observation_dim

@@ -10,6 +10,7 @@ from tensordict.utils import NestedKey, unravel_key
 from torch.distributions import Normal, kl_divergence
 from torchrl.objectives import LossModule
 
+from torchrl_seps._checks import check_float, check_instance
 from torchrl_seps.modules.identity import IdentityDecoder, IdentityEncoder
 
 __all__ = ["IdentityLoss"]
@@ -112,10 +113,8 @@ class IdentityLoss(LossModule):
         kl_weight: float = 1e-4,
         predict_change: bool = True,
     ) -> None:
-        if not isinstance(encoder, IdentityEncoder):
-            raise TypeError(f"encoder must be an IdentityEncoder, got {type(encoder).__name__}.")
-        if not isinstance(decoder, IdentityDecoder):
-            raise TypeError(f"decoder must be an IdentityDecoder, got {type(decoder).__name__}.")
+        check_instance("encoder", encoder, IdentityEncoder, "an IdentityEncoder")
+        check_instance("decoder", decoder, IdentityDecoder, "an IdentityDecoder")
         if encoder.latent_dim != decoder.latent_dim:
             raise ValueError(
                 f"encoder.latent_dim ({encoder.latent_dim}) and decoder.latent_dim "
@@ -127,8 +126,7 @@ class IdentityLoss(LossModule):
                 f"targets must be a non-empty subset of {TARGETS} without repeats, got "
                 f"targets={targets!r}."
             )
-        if isinstance(kl_weight, bool) or not isinstance(kl_weight, (int, float)) or kl_weight < 0:
-            raise ValueError(f"kl_weight must be a float >= 0, got kl_weight={kl_weight!r}.")
+        check_float("kl_weight", kl_weight)
         super().__init__()
         self.encoder = encoder
         self.decoder = decoder

@@ -11,7 +11,6 @@ VMAS's setters (``set_pos``, ``set_vel``, ...), which notify their observers.
 from __future__ import annotations
 
 import colorsys
-import numbers
 from collections.abc import Sequence
 from typing import Any
 
@@ -19,6 +18,8 @@ import torch
 from vmas.simulator.core import Agent, Entity, Sphere, World
 from vmas.simulator.scenario import BaseScenario
 from vmas.simulator.utils import Observer
+
+from torchrl_seps._checks import check_group_sizes
 
 __all__ = ["TypedScenario", "type_color", "DECOY_COLOR"]
 
@@ -62,44 +63,6 @@ def type_color(type_index: int, n_types: int) -> tuple[float, float, float]:
     return (r, g, b)
 
 
-def check_groups(groups: Any, name: str = "groups") -> tuple[int, ...]:
-    """Validate a sequence of group sizes (agents per type) and return it as a tuple."""
-    if isinstance(groups, (str, bytes)) or not isinstance(groups, Sequence):
-        raise TypeError(
-            f"{name} must be a sequence of positive ints (agents per type), "
-            f"got {type(groups).__name__} {groups!r}"
-        )
-    if len(groups) == 0:
-        raise ValueError(f"{name} must contain at least one group size, got {groups!r}")
-    for size in groups:
-        if isinstance(size, bool) or not isinstance(size, numbers.Integral):
-            raise TypeError(
-                f"{name} must contain ints (agents per type), got {size!r} in {groups!r}"
-            )
-        if size < 1:
-            raise ValueError(f"every entry of {name} must be >= 1, got {groups!r}")
-    return tuple(int(size) for size in groups)
-
-
-def check_positive(value: Any, name: str) -> float:
-    """Validate a positive finite real number and return it as a float."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a positive number, got {type(value).__name__} {value!r}")
-    if not 0 < float(value) < float("inf"):
-        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
-    return float(value)
-
-
-def check_unknown(kwargs: dict[str, Any], valid: Sequence[str], scenario: str) -> None:
-    """Raise ``TypeError`` for keyword arguments a scenario does not know."""
-    unknown = sorted(set(kwargs) - set(valid))
-    if unknown:
-        raise TypeError(
-            f"{scenario} got unexpected keyword argument(s) {unknown}; "
-            f"valid ones are {sorted(valid)}"
-        )
-
-
 class _StateWatcher(Observer):
     """Drops a scenario's cached per-agent quantities when an entity is moved by hand."""
 
@@ -131,7 +94,7 @@ class TypedScenario(BaseScenario):
 
     def set_types(self, groups: Sequence[int], device: torch.device | str) -> None:
         """Record the hidden types: agents ``0..groups[0]-1`` have type 0, and so on."""
-        self.groups = check_groups(groups)
+        self.groups = check_group_sizes(groups)
         self.agent_types = torch.repeat_interleave(
             torch.arange(len(self.groups)), torch.tensor(self.groups)
         ).to(device)

@@ -16,12 +16,10 @@ from typing import Any
 import torch
 from vmas.simulator.core import Landmark, Sphere, World
 
+from torchrl_seps._checks import check_bool, check_float, check_group_sizes, check_int, check_unknown
 from torchrl_seps.scenarios._base import (
     DECOY_COLOR,
     TypedScenario,
-    check_groups,
-    check_positive,
-    check_unknown,
     type_color,
 )
 
@@ -166,22 +164,18 @@ class BlindParticleSpread(TypedScenario):
             ValueError: every entry of groups must be >= 1, got [2, 0]
         """
         check_unknown(kwargs, cls._KWARGS, cls.__name__)
-        groups = check_groups(kwargs.get("groups", (5, 5, 5)))
+        groups = check_group_sizes(kwargs.get("groups", (5, 5, 5)))
         n_landmarks = kwargs.get("n_landmarks")
         if n_landmarks is None:
             n_landmarks = len(groups)
-        if isinstance(n_landmarks, bool) or not isinstance(n_landmarks, numbers.Integral):
-            raise TypeError(f"n_landmarks must be an int, got {n_landmarks!r}")
+        check_int("n_landmarks", n_landmarks)
         if n_landmarks < len(groups):
             raise ValueError(
                 f"n_landmarks must be >= the number of colours ({len(groups)}), got {n_landmarks}"
             )
         permute_obs = kwargs.get("permute_obs", False)
-        if not isinstance(permute_obs, bool):
-            raise TypeError(f"permute_obs must be a bool, got {permute_obs!r}")
-        seed = kwargs.get("permutation_seed", 0)
-        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-            raise TypeError(f"permutation_seed must be an int, got {seed!r}")
+        check_bool("permute_obs", permute_obs)
+        seed = check_int("permutation_seed", kwargs.get("permutation_seed", 0), minimum=None)
         obs_dim = 4 + 2 * int(n_landmarks)
         permutations = kwargs.get("obs_permutations")
         if permutations is not None:
@@ -194,9 +188,11 @@ class BlindParticleSpread(TypedScenario):
             "permute_obs": permutations is not None,
             "obs_permutations": permutations,
             "permutation_seed": int(seed),
-            "agent_spawn": check_positive(kwargs.get("agent_spawn", 1.0), "agent_spawn"),
-            "landmark_spawn": check_positive(
-                kwargs.get("landmark_spawn", 3.0), "landmark_spawn"
+            "agent_spawn": check_float(
+                "agent_spawn", kwargs.get("agent_spawn", 1.0), positive=True
+            ),
+            "landmark_spawn": check_float(
+                "landmark_spawn", kwargs.get("landmark_spawn", 3.0), positive=True
             ),
         }
 

@@ -20,7 +20,6 @@ All presets have 50-step episodes and, through :func:`make_env`, 5 discrete acti
 """
 from __future__ import annotations
 
-import numbers
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +27,8 @@ import torch
 import vmas
 from torchrl.envs import RewardSum, StepCounter, TransformedEnv
 from torchrl.envs.libs.vmas import VmasEnv
+
+from torchrl_seps._checks import check_bool, check_int
 
 from torchrl_seps.scenarios._base import TypedScenario
 from torchrl_seps.scenarios.actions import FIVE_MOVES, DiscreteActionTable
@@ -142,12 +143,8 @@ _ENV_KWARGS = ("max_steps", "continuous_actions", "categorical_actions")
 def _check_env_args(name: Any, num_envs: Any, device: Any, seed: Any) -> torch.device:
     if not isinstance(name, str):
         raise TypeError(f"name must be a str, got {type(name).__name__} {name!r}")
-    if isinstance(num_envs, bool) or not isinstance(num_envs, numbers.Integral):
-        raise TypeError(f"num_envs must be a positive int, got {type(num_envs).__name__} {num_envs!r}")
-    if num_envs < 1:
-        raise ValueError(f"num_envs must be >= 1, got {num_envs}")
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
-        raise TypeError(f"seed must be an int or None, got {type(seed).__name__} {seed!r}")
+    check_int("num_envs", num_envs)
+    check_int("seed", seed, minimum=None, optional=True)
     try:
         return torch.device(device)
     except (RuntimeError, TypeError) as err:
@@ -232,9 +229,8 @@ def make_env(
     env_kwargs = {k: overrides.pop(k) for k in _ENV_KWARGS if k in overrides}
     continuous = env_kwargs.get("continuous_actions", False)
     categorical = env_kwargs.get("categorical_actions", True)
-    for key, value in (("continuous_actions", continuous), ("categorical_actions", categorical)):
-        if not isinstance(value, bool):
-            raise TypeError(f"{key} must be a bool, got {value!r}")
+    check_bool("continuous_actions", continuous)
+    check_bool("categorical_actions", categorical)
     preset = PRESETS.get(name)
     if preset is None and name not in _VMAS_SCENARIOS:
         raise ValueError(
@@ -244,10 +240,7 @@ def make_env(
     max_steps = env_kwargs.get(
         "max_steps", preset.max_steps if preset is not None else VMAS_MAX_STEPS
     )
-    if max_steps is not None and (
-        isinstance(max_steps, bool) or not isinstance(max_steps, numbers.Integral) or max_steps < 1
-    ):
-        raise ValueError(f"max_steps must be a positive int or None, got {max_steps!r}")
+    check_int("max_steps", max_steps, optional=True)
 
     if preset is None:
         base = VmasEnv(

@@ -17,6 +17,8 @@ import numpy as np
 from torchrl.envs import Compose, StepCounter, TransformedEnv
 from torchrl.envs.utils import step_mdp
 
+from torchrl_seps._checks import check_float, check_int
+
 __all__ = ["render_rollout", "save_gif"]
 
 logger = logging.getLogger(__name__)
@@ -63,8 +65,7 @@ def render_rollout(
     """
     if max_steps is None:
         max_steps = _episode_length(env) or 50
-    if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1:
-        raise ValueError(f"max_steps must be a positive int, got {max_steps!r}")
+    check_int("max_steps", max_steps)
     n_envs = env.batch_size[0] if len(env.batch_size) else 1
     if isinstance(env_index, bool) or not isinstance(env_index, int) or not 0 <= env_index < n_envs:
         raise ValueError(f"env_index must be an int in [0, {n_envs}), got {env_index!r}")
@@ -107,8 +108,7 @@ def save_gif(
 
     if len(frames) == 0:
         raise ValueError("frames must contain at least one frame, got none")
-    if not fps > 0:
-        raise ValueError(f"fps must be positive, got {fps!r}")
+    check_float("fps", fps, positive=True)
     images = []
     for i, f in enumerate(frames):
         array = np.asarray(f)

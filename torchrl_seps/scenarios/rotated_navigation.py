@@ -26,12 +26,10 @@ from typing import Any
 import torch
 from vmas.simulator.core import Agent, Landmark, Sphere, World
 
+from torchrl_seps._checks import check_float, check_group_sizes, check_unknown
 from torchrl_seps.scenarios._base import (
     DECOY_COLOR,
     TypedScenario,
-    check_groups,
-    check_positive,
-    check_unknown,
 )
 
 __all__ = ["RotatedNavigation"]
@@ -105,7 +103,7 @@ class RotatedNavigation(TypedScenario):
             ValueError: angles must have one angle per type (2), got 1: (0.0,)
         """
         check_unknown(kwargs, cls._KWARGS, cls.__name__)
-        groups = check_groups(kwargs.get("groups", (4, 4)))
+        groups = check_group_sizes(kwargs.get("groups", (4, 4)))
         angles = kwargs.get("angles")
         if angles is None:
             angles = tuple(360.0 * k / len(groups) for k in range(len(groups)))
@@ -124,9 +122,9 @@ class RotatedNavigation(TypedScenario):
         return {
             "groups": groups,
             "angles": tuple(float(a) for a in angles),
-            "step_size": check_positive(kwargs.get("step_size", 0.15), "step_size"),
-            "agent_spawn": check_positive(kwargs.get("agent_spawn", 1.0), "agent_spawn"),
-            "goal_spawn": check_positive(kwargs.get("goal_spawn", 2.0), "goal_spawn"),
+            "step_size": check_float("step_size", kwargs.get("step_size", 0.15), positive=True),
+            "agent_spawn": check_float("agent_spawn", kwargs.get("agent_spawn", 1.0), positive=True),
+            "goal_spawn": check_float("goal_spawn", kwargs.get("goal_spawn", 2.0), positive=True),
         }
 
     def make_world(self, batch_dim: int, device: torch.device, **kwargs: Any) -> World:

@@ -1,0 +1,220 @@
+"""Argument checks of the package, at its public boundaries.
+
+Each check raises ``TypeError`` for a value of the wrong type and ``ValueError`` for a value out
+of range, naming the argument, the value seen and what was expected; it returns the value
+normalised (a Python ``int``, ``float``, tuple or tensor).
+"""
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from tensordict.utils import NestedKey
+
+GroupsLike = Sequence[int] | torch.Tensor
+
+
+def check_int(
+    name: str, value: Any, *, minimum: int | None = 1, optional: bool = False
+) -> int | None:
+    """An int (not a bool) ``>= minimum`` (any with ``minimum=None``); ``None`` too when ``optional``.
+
+    Examples:
+        >>> check_int("epochs", 3)
+        3
+        >>> check_int("epochs", 0)
+        Traceback (most recent call last):
+        ...
+        ValueError: epochs must be an int >= 1, got epochs=0.
+    """
+    if optional and value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(
+            f"{name} must be an int{' or None' if optional else ''}, got {value!r} of type "
+            f"{type(value).__name__}."
+        )
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {name}={value}.")
+    return int(value)
+
+
+def check_float(name: str, value: Any, *, positive: bool = False) -> float:
+    """A finite real number (not a bool), ``> 0`` when ``positive``, else ``>= 0``.
+
+    Examples:
+        >>> check_float("lr", 1e-3, positive=True)
+        0.001
+        >>> check_float("lr", 0, positive=True)
+        Traceback (most recent call last):
+        ...
+        ValueError: lr must be a float > 0, got lr=0.
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        raise TypeError(f"{name} must be a finite float, got {value!r}.")
+    if value < 0 or (positive and value == 0):
+        raise ValueError(f"{name} must be a float {'> 0' if positive else '>= 0'}, got {name}={value}.")
+    return float(value)
+
+
+def check_fraction(name: str, value: Any) -> float:
+    """A float strictly between 0 and 1.
+
+    Examples:
+        >>> check_fraction("alpha", 1.0)
+        Traceback (most recent call last):
+        ...
+        ValueError: alpha must be a float in (0, 1), got alpha=1.0.
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 < value < 1:
+        raise ValueError(f"{name} must be a float in (0, 1), got {name}={value!r}.")
+    return float(value)
+
+
+def check_bool(name: str, value: Any, *, optional: bool = False) -> bool | None:
+    """``True`` or ``False`` (``None`` too when ``optional``)."""
+    if (optional and value is None) or isinstance(value, bool):
+        return value
+    raise TypeError(f"{name} must be True or False, got {value!r}.")
+
+
+def check_instance(name: str, value: Any, cls: type, what: str | None = None) -> Any:
+    """An instance of ``cls``; ``what`` names the expected kind (default: the class's name).
+
+    Examples:
+        >>> check_instance("n", "3", int, "an int")
+        Traceback (most recent call last):
+        ...
+        TypeError: n must be an int, got str.
+    """
+    if not isinstance(value, cls):
+        expected = what if what is not None else f"a {cls.__name__}"
+        raise TypeError(f"{name} must be {expected}, got {type(value).__name__}.")
+    return value
+
+
+def check_keys(name: str, keys: Sequence[NestedKey], expected: int) -> list[NestedKey]:
+    """Exactly ``expected`` tensordict keys, as a list."""
+    keys = list(keys)
+    if len(keys) != expected:
+        raise ValueError(f"{name} must hold {expected} keys, got {len(keys)}: {name}={keys}.")
+    return keys
+
+
+def check_matrix(name: str, x: Any) -> np.ndarray:
+    """A finite numeric ``(n_agents, n_features)`` array, both at least 1, as float64 numpy.
+
+    Examples:
+        >>> check_matrix("embeddings", torch.zeros(3))
+        Traceback (most recent call last):
+        ...
+        ValueError: embeddings must have shape (n_agents, n_features) with both >= 1, got (3,).
+    """
+    if isinstance(x, torch.Tensor):
+        x = x.detach().cpu().double().numpy()
+    try:
+        x = np.asarray(x, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"{name} must be a numeric (n_agents, n_features) array.") from err
+    if x.ndim != 2 or x.shape[0] < 1 or x.shape[1] < 1:
+        raise ValueError(
+            f"{name} must have shape (n_agents, n_features) with both >= 1, got {x.shape}."
+        )
+    check_finite(name, x)
+    return x
+
+
+def check_finite(name: str, x: np.ndarray | torch.Tensor) -> None:
+    """Refuses NaN and infinite entries, saying how many there are."""
+    finite = torch.isfinite(x) if isinstance(x, torch.Tensor) else np.isfinite(x)
+    if not finite.all():
+        raise ValueError(f"{name} must be finite, got {int((~finite).sum())} NaN or infinite values.")
+
+
+def validate_groups(groups: GroupsLike, n_agents: int) -> torch.Tensor:
+    """Checks a group assignment and returns it as a CPU ``LongTensor`` of shape ``[n_agents]``.
+
+    A valid assignment gives every agent an integer id in ``0..K-1`` and uses every id in that
+    range at least once, so that ``K = max(groups) + 1`` parameter sets are all in use.
+
+    Examples:
+        >>> validate_groups([0, 1, 1, 0], n_agents=4)
+        tensor([0, 1, 1, 0])
+        >>> validate_groups([0, 2, 2], n_agents=3)
+        Traceback (most recent call last):
+        ...
+        ValueError: groups must use every id in 0..2 (K = 3 parameter sets), but no agent has id(s) [1]; got groups=[0, 2, 2].
+    """
+    if isinstance(groups, torch.Tensor):
+        if groups.dtype.is_floating_point or groups.dtype.is_complex or groups.dtype == torch.bool:
+            raise TypeError(f"groups must hold integer ids, got a tensor of dtype {groups.dtype}.")
+        if groups.ndim != 1:
+            raise ValueError(
+                f"groups must be one-dimensional (one id per agent), got shape {tuple(groups.shape)}."
+            )
+        ids = groups.detach().to("cpu", torch.long)
+    elif isinstance(groups, Sequence) and not isinstance(groups, (str, bytes)):
+        bad = [g for g in groups if isinstance(g, bool) or not isinstance(g, int)]
+        if bad:
+            raise TypeError(
+                f"groups must hold Python or torch integers, got {bad[0]!r} of type "
+                f"{type(bad[0]).__name__} in groups={list(groups)}."
+            )
+        ids = torch.tensor(list(groups), dtype=torch.long)
+    else:
+        raise TypeError(
+            f"groups must be a sequence of ints or a LongTensor, got {type(groups).__name__}."
+        )
+    if ids.numel() != n_agents:
+        raise ValueError(
+            f"groups must have one id per agent (length n_agents={n_agents}), "
+            f"got length {ids.numel()}: groups={ids.tolist()}."
+        )
+    if (ids < 0).any():
+        raise ValueError(f"groups must be non-negative ids, got groups={ids.tolist()}.")
+    n_groups = int(ids.max()) + 1
+    unused = sorted(set(range(n_groups)) - set(ids.tolist()))
+    if unused:
+        raise ValueError(
+            f"groups must use every id in 0..{n_groups - 1} (K = {n_groups} parameter sets), "
+            f"but no agent has id(s) {unused}; got groups={ids.tolist()}."
+        )
+    return ids
+
+
+def check_group_sizes(groups: Any, name: str = "groups") -> tuple[int, ...]:
+    """A non-empty sequence of group sizes (agents per type), each at least 1, as a tuple.
+
+    Examples:
+        >>> check_group_sizes([5, 5, 5])
+        (5, 5, 5)
+    """
+    if isinstance(groups, (str, bytes)) or not isinstance(groups, Sequence):
+        raise TypeError(
+            f"{name} must be a sequence of positive ints (agents per type), "
+            f"got {type(groups).__name__} {groups!r}"
+        )
+    if len(groups) == 0:
+        raise ValueError(f"{name} must contain at least one group size, got {groups!r}")
+    for size in groups:
+        if isinstance(size, bool) or not isinstance(size, numbers.Integral):
+            raise TypeError(
+                f"{name} must contain ints (agents per type), got {size!r} in {groups!r}"
+            )
+        if size < 1:
+            raise ValueError(f"every entry of {name} must be >= 1, got {groups!r}")
+    return tuple(int(size) for size in groups)
+
+
+def check_unknown(kwargs: dict[str, Any], valid: Sequence[str], owner: str) -> None:
+    """Refuses keyword arguments that ``owner`` (a scenario, say) does not know."""
+    unknown = sorted(set(kwargs) - set(valid))
+    if unknown:
+        raise TypeError(
+            f"{owner} got unexpected keyword argument(s) {unknown}; "
+            f"valid ones are {sorted(valid)}"
+        )

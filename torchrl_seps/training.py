@@ -1,0 +1,389 @@
+"""The training core of a grouping comparison: one config, one trainer per method and seed.
+
+Every method trains the same actor-critic (TorchRL's PPO or A2C losses, a ``Collector`` over a
+vectorised env); the actor and the critic are :class:`~torchrl_seps.GroupedMultiAgentMLP` s and
+the methods differ only in their groups (:data:`METHODS`). A script composes the pieces::
+
+    config = Config(preset="bps-1")
+    trainer = make_trainer("seps", seed=0, config=config)   # SePS runs its identification here
+    for iteration in trainer.iterations():                  # collect a batch, update on it
+        ...                                                  # log, evaluate(trainer.eval_env, ...)
+
+``benchmarks/vmas_seps.py`` is such a script; :class:`Config` is also its command line
+(:meth:`Config.add_arguments`), so every benchmark shares the main job's flags.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+import torch
+from tensordict import TensorDictBase
+from torchrl.collectors import Collector
+from torchrl.data import LazyTensorStorage, TensorDictReplayBuffer
+from torchrl.data.replay_buffers.samplers import SamplerWithoutReplacement
+from torchrl.envs import EnvBase
+from torchrl.envs.utils import ExplorationType, set_exploration_type
+from torchrl.objectives import A2CLoss, LossModule, ValueEstimators
+from torchrl.objectives.multiagent import IPPOLoss, MAPPOLoss
+
+from torchrl_seps.devices import resolve_device
+from torchrl_seps.identification import IdentificationResult, identify_groups
+from torchrl_seps.policies import make_actor, make_critic
+from torchrl_seps.scenarios import PRESETS, agent_types, make_env
+from torchrl_seps.transforms import AgentIdentityTransform
+
+__all__ = [
+    "METHODS",
+    "Config",
+    "Iteration",
+    "Trainer",
+    "choose_groups",
+    "evaluate",
+    "make_loss",
+    "make_trainer",
+    "team_return_of_finished_episodes",
+    "update",
+]
+
+#: The grouping methods compared: ``nops`` one network per agent, ``fups`` one for all,
+#: ``fups_id`` one for all with the one-hot agent id appended to every observation, ``seps``
+#: groups found by identification (its frames count toward its budget), ``oracle`` the
+#: scenario's true (hidden) agent types as groups.
+METHODS = ("nops", "fups", "fups_id", "seps", "oracle")
+
+
+def _option(default: Any, help: str, **argparse_kwargs: Any):
+    """A :class:`Config` field with its command-line help and argparse settings."""
+    if isinstance(default, list):
+        argparse_kwargs = {"nargs": "+", "type": type(default[0]), **argparse_kwargs}
+        return field(default_factory=lambda: list(default), metadata={"help": help, **argparse_kwargs})
+    if isinstance(default, bool):
+        argparse_kwargs["action"] = argparse.BooleanOptionalAction
+    elif default is not None:
+        argparse_kwargs.setdefault("type", type(default))
+    return field(default=default, metadata={"help": help, **argparse_kwargs})
+
+
+@dataclass
+class Config:
+    """Every setting of a comparison; each is a command-line option (:meth:`add_arguments`).
+
+    Examples:
+        >>> config = Config(preset="rotnav-2x4", num_envs=4, rollout_steps=10)
+        >>> config.frames_per_batch
+        40
+        >>> config.validate()
+        >>> Config(num_envs=0).validate()
+        Traceback (most recent call last):
+        ...
+        ValueError: --num-envs must be positive, got 0.
+    """
+
+    preset: str = _option("bps-1", "scenario preset (torchrl_seps.scenarios.list_presets())")
+    group_sizes: list[int] | None = _option(
+        None, "agents per hidden type, overriding the preset's (e.g. 10 10 10)", nargs="+", type=int)
+    methods: list[str] = _option(list(METHODS), "methods to compare", choices=METHODS)
+    seeds: list[int] = _option([0, 1], "one run per method and seed")
+    frames: int = _option(120_000, "environment frames per run; SePS's identification included")
+    continuous_actions: bool = _option(False, "2-D forces instead of the 5 discrete moves")
+    algorithm: str = _option("ppo", "ppo (IPPO, or MAPPO with --centralized-critic) or a2c "
+                             "(the paper's: --num-envs 8 --rollout-steps 5)", choices=("ppo", "a2c"))
+    centralized_critic: bool = _option(False, "critics see all agents' observations (MAPPO)")
+    num_envs: int = _option(40, "vectorised environments collected from")
+    rollout_steps: int = _option(50, "steps per env and iteration (frames per batch = "
+                                 "num_envs * rollout_steps)")
+    lr: float = _option(3e-4, "Adam learning rate (actor and critic)")
+    gamma: float = _option(0.99, "discount")
+    lmbda: float = _option(0.95, "GAE lambda for PPO; A2C uses 1 (n-step returns)")
+    clip_epsilon: float = _option(0.2, "PPO ratio clip")
+    entropy_coeff: float = _option(0.01, "entropy bonus weight")
+    critic_coeff: float = _option(0.5, "critic loss weight")
+    max_grad_norm: float = _option(0.5, "gradient norm clip")
+    ppo_epochs: int = _option(4, "PPO passes over each batch")
+    minibatches: int = _option(4, "PPO minibatches per pass")
+    depth: int = _option(2, "hidden layers of actor and critic")
+    num_cells: int = _option(64, "units per hidden layer")
+    id_frames: int = _option(12_800, "SePS identification frames, counted in its budget")
+    id_epochs: int | None = _option(None, "identification epochs (its default when unset)", type=int)
+    n_groups: int | None = _option(None, "SePS's K (chosen automatically when unset)", type=int)
+    eval_every: int = _option(5, "iterations between evaluations")
+    eval_envs: int = _option(32, "episodes per evaluation (deterministic policy)")
+    device: str = _option("auto", "cpu, cuda, or auto (CUDA when present)")
+    threads: int | None = _option(None, "torch CPU threads (torch's default when unset)", type=int)
+    output: str = _option("runs/vmas_seps", "output folder")
+    logger: str = _option("csv", "TorchRL logger for per-run scalars",
+                          choices=("csv", "tensorboard", "wandb", "none"))
+    gif: bool = _option(True, "save a GIF of the trained SePS policy")
+    progress: bool = _option(True, "progress bars")
+
+    @property
+    def frames_per_batch(self) -> int:
+        return self.num_envs * self.rollout_steps
+
+    @property
+    def env_overrides(self) -> dict:
+        """Keyword arguments of ``make_env`` beyond the preset's."""
+        overrides = {"continuous_actions": self.continuous_actions}
+        if self.group_sizes is not None:
+            overrides["groups"] = tuple(self.group_sizes)
+        return overrides
+
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser, names: Sequence[str] | None = None) -> None:
+        """Adds the named settings (all by default) to ``parser`` as ``--kebab-case`` flags,
+        with this class's defaults, types, choices and help."""
+        defaults = cls()
+        specs = {spec.name: spec for spec in fields(cls)}
+        for name in specs if names is None else names:
+            flag = "--" + name.replace("_", "-")
+            parser.add_argument(flag, default=getattr(defaults, name), **specs[name].metadata)
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace, **settings: Any) -> Config:
+        """The config of parsed flags (those :meth:`add_arguments` added), then ``settings``."""
+        parsed = {spec.name: getattr(args, spec.name) for spec in fields(cls) if hasattr(args, spec.name)}
+        return cls(**{**parsed, **settings})
+
+    def validate(self) -> None:
+        """Fails with a clear message before any training starts."""
+        unknown = sorted(set(self.methods) - set(METHODS))
+        if unknown or not self.methods:
+            raise ValueError(f"--methods must be among {list(METHODS)}, got {self.methods}.")
+        if self.preset not in PRESETS:
+            raise ValueError(f"--preset {self.preset!r} is unknown; presets: {list(PRESETS)}.")
+        make_env(self.preset, num_envs=1, **self.env_overrides)  # checks the scenario settings
+        if self.algorithm not in ("ppo", "a2c"):
+            raise ValueError(f"--algorithm must be 'ppo' or 'a2c', got {self.algorithm!r}.")
+        if self.centralized_critic and self.algorithm != "ppo":
+            raise ValueError("--centralized-critic (MAPPO) needs --algorithm ppo.")
+        if self.logger not in ("csv", "tensorboard", "wandb", "none"):
+            raise ValueError(f"--logger must be csv, tensorboard, wandb or none, got {self.logger!r}.")
+        if not self.seeds:
+            raise ValueError("--seeds needs at least one seed.")
+        for name in ("num_envs", "rollout_steps", "ppo_epochs", "minibatches", "eval_every",
+                     "eval_envs", "depth", "num_cells"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}.")
+        if self.frames_per_batch % self.minibatches:
+            raise ValueError(
+                f"--minibatches ({self.minibatches}) must divide the frames per batch "
+                f"(num_envs * rollout_steps = {self.frames_per_batch})."
+            )
+        seps_frames = self.frames - (self.id_frames if "seps" in self.methods else 0)
+        if seps_frames < self.frames_per_batch:
+            raise ValueError(
+                f"--frames ({self.frames}) leaves {seps_frames} training frames"
+                f"{' after SePS identification' if 'seps' in self.methods else ''}: fewer than one "
+                f"batch (num_envs * rollout_steps = {self.frames_per_batch})."
+            )
+
+
+def choose_groups(
+    method: str, env: EnvBase, config: Config, seed: int
+) -> tuple[list[int], IdentificationResult | None]:
+    """The groups of a method; for SePS also the identification result (else ``None``)."""
+    n_agents = env.n_agents
+    if method == "nops":
+        return list(range(n_agents)), None
+    if method in ("fups", "fups_id"):
+        return [0] * n_agents, None
+    if method == "oracle":
+        return agent_types(env).tolist(), None
+    options = {} if config.id_epochs is None else {"epochs": config.id_epochs}
+    identification = identify_groups(
+        env, frames=config.id_frames, n_groups=config.n_groups, seed=seed,
+        progress=config.progress, **options,
+    )
+    return identification.groups.tolist(), identification
+
+
+def make_loss(config: Config, actor: torch.nn.Module, critic: torch.nn.Module) -> LossModule:
+    """IPPO (MAPPO with a centralised critic) or A2C over the agents' entries, with MAGAE."""
+    if config.algorithm == "a2c":
+        loss = A2CLoss(
+            actor, critic, entropy_coeff=config.entropy_coeff, critic_coeff=config.critic_coeff,
+            loss_critic_type="l2",
+        )
+    else:
+        loss_class = MAPPOLoss if config.centralized_critic else IPPOLoss
+        loss = loss_class(
+            actor, critic, clip_epsilon=config.clip_epsilon, entropy_coeff=config.entropy_coeff,
+            critic_coeff=config.critic_coeff, loss_critic_type="l2", normalize_advantage=True,
+        )
+    loss.set_keys(
+        reward=("agents", "reward"),
+        action=("agents", "action"),
+        sample_log_prob=("agents", "action_log_prob"),
+        value=("agents", "state_value"),
+        advantage=("agents", "advantage"),
+        value_target=("agents", "value_target"),
+    )
+    lmbda = 1.0 if config.algorithm == "a2c" else config.lmbda
+    loss.make_value_estimator(ValueEstimators.MAGAE, gamma=config.gamma, lmbda=lmbda)
+    return loss
+
+
+def make_minibatch_buffer(config: Config, device: torch.device) -> TensorDictReplayBuffer:
+    """Holds one batch of transitions and serves it back in shuffled minibatches (PPO)."""
+    return TensorDictReplayBuffer(
+        storage=LazyTensorStorage(config.frames_per_batch, device=device),
+        sampler=SamplerWithoutReplacement(),
+        batch_size=config.frames_per_batch // config.minibatches,
+    )
+
+
+def update(loss: LossModule, optim: torch.optim.Optimizer, batch: TensorDictBase,
+           buffer: TensorDictReplayBuffer, config: Config) -> TensorDictBase:
+    """One iteration's gradient steps: PPO epochs over shuffled minibatches, or one A2C step.
+
+    Returns:
+        the losses of every gradient step, stacked, each with the gradient norm before clipping
+        (``"grad_norm"``).
+    """
+    with torch.no_grad():
+        loss.value_estimator(
+            batch, params=loss.critic_network_params, target_params=loss.target_critic_network_params
+        )
+    if config.algorithm == "a2c":
+        minibatches = [batch.reshape(-1)]
+    else:
+        buffer.extend(batch.reshape(-1))
+        minibatches = (buffer.sample() for _ in range(config.ppo_epochs * config.minibatches))
+    steps = []
+    for minibatch in minibatches:
+        losses = loss(minibatch)
+        total = sum(value for key, value in losses.items() if key.startswith("loss_"))
+        total.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(loss.parameters(), config.max_grad_norm)
+        optim.step()
+        optim.zero_grad()
+        steps.append(losses.detach().set("grad_norm", grad_norm.detach()))
+    return torch.stack(steps)
+
+
+@torch.no_grad()
+def evaluate(env: EnvBase, actor: torch.nn.Module, max_steps: int) -> float:
+    """Mean team return (sum over agents) of one deterministic episode per env."""
+    with set_exploration_type(ExplorationType.DETERMINISTIC):
+        rollout = env.rollout(max_steps, actor, break_when_any_done=False)
+    return rollout["next", "agents", "reward"].sum(dim=(1, 2, 3)).mean().item()
+
+
+def team_return_of_finished_episodes(batch: TensorDictBase) -> float | None:
+    """Mean team return of the episodes that ended in a collected batch, if any."""
+    done = batch["next", "done"].squeeze(-1)
+    if not done.any():
+        return None
+    episode = batch["next", "agents", "episode_reward"].sum(dim=(-2, -1))
+    return episode[done].mean().item()
+
+
+@dataclass
+class Iteration:
+    """One training iteration: the batch collected, the update's losses and their timings.
+
+    Attributes:
+        batch: the transitions collected, shape ``[num_envs, rollout_steps]``.
+        losses: the losses of every gradient step, stacked, with ``"grad_norm"`` (see :func:`update`).
+        collection_time: seconds spent collecting the batch.
+        update_time: seconds spent on the gradient steps and the collector's policy update.
+    """
+
+    batch: TensorDictBase
+    losses: TensorDictBase
+    collection_time: float
+    update_time: float
+
+    @property
+    def time(self) -> float:
+        """Seconds of the iteration: collection and update."""
+        return self.collection_time + self.update_time
+
+
+@dataclass
+class Trainer:
+    """Everything one method and seed trains with, built by :func:`make_trainer`.
+
+    Examples:
+        >>> config = Config(preset="rotnav-2x4", num_envs=2, rollout_steps=10, frames=40,
+        ...                 minibatches=2, num_cells=16, eval_envs=2, progress=False)
+        >>> trainer = make_trainer("oracle", seed=0, config=config)
+        >>> trainer.groups, trainer.n_parameters
+        ([0, 0, 0, 0, 1, 1, 1, 1], 1612)
+        >>> [iteration.batch.numel() for iteration in trainer.iterations()]
+        [20, 20]
+        >>> trainer.collector.shutdown()
+    """
+
+    env: EnvBase
+    eval_env: EnvBase
+    groups: list[int]
+    identification: IdentificationResult | None  # SePS's, else None
+    identification_frames: int  # frames SePS's identification collected, counted in its budget
+    actor: torch.nn.Module
+    critic: torch.nn.Module
+    loss: LossModule
+    optim: torch.optim.Optimizer
+    buffer: TensorDictReplayBuffer
+    collector: Collector
+    config: Config
+
+    @property
+    def n_parameters(self) -> int:
+        """Parameters of the actor and the critic together."""
+        return sum(p.numel() for net in (self.actor, self.critic) for p in net.parameters())
+
+    def train_step(self, batch: TensorDictBase) -> TensorDictBase:
+        """One training iteration on a collected batch: the update, then the collector's policy."""
+        losses = update(self.loss, self.optim, batch, self.buffer, self.config)
+        self.collector.update_policy_weights_()
+        return losses
+
+    def iterations(self) -> Iterator[Iteration]:
+        """Collects a batch and trains on it, until the collector's frames are spent.
+
+        Time the caller spends between two iterations (evaluation, logging) is in neither's
+        timings.
+        """
+        start = time.perf_counter()
+        for batch in self.collector:
+            collected = time.perf_counter()
+            losses = self.train_step(batch)
+            yield Iteration(batch, losses, collected - start, time.perf_counter() - collected)
+            start = time.perf_counter()
+
+
+def make_trainer(method: str, seed: int, config: Config) -> Trainer:
+    """Env, groups (SePS: identification), actor, critic, loss, optimizer and collector."""
+    torch.manual_seed(seed)
+    device = resolve_device(config.device)
+    env_options = dict(device=device, **config.env_overrides)
+    env = make_env(config.preset, config.num_envs, seed=seed, **env_options)
+    eval_env = make_env(config.preset, config.eval_envs, seed=seed + 10_000, **env_options)
+    groups, identification = choose_groups(method, env, config, seed)
+    if method == "fups_id":
+        env.append_transform(AgentIdentityTransform.one_hot(env.n_agents))
+        eval_env.append_transform(AgentIdentityTransform.one_hot(env.n_agents))
+    model = dict(depth=config.depth, num_cells=config.num_cells, device=device)
+    actor = make_actor(env, groups, **model)
+    critic = make_critic(env, groups, centralized=config.centralized_critic, **model)
+    loss = make_loss(config, actor, critic)
+    identification_frames = identification.frames if identification is not None else 0
+    training_frames = config.frames - identification_frames
+    collector = Collector(
+        env,
+        actor,
+        frames_per_batch=config.frames_per_batch,
+        total_frames=training_frames // config.frames_per_batch * config.frames_per_batch,
+        device=device,
+        auto_register_policy_transforms=False,
+    )
+    return Trainer(
+        env, eval_env, groups, identification, identification_frames, actor, critic, loss,
+        optim=torch.optim.Adam(loss.parameters(), lr=config.lr, eps=1e-5),
+        buffer=make_minibatch_buffer(config, device), collector=collector, config=config,
+    )
