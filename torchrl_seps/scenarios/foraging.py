@@ -43,7 +43,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from tensordict import TensorDict, TensorDictBase
 from torchrl.data import Bounded, Categorical, Composite, OneHot, Unbounded
 from torchrl.envs import EnvBase
@@ -227,6 +226,12 @@ class LevelBasedForaging(EnvBase):
             else sum(sorted(high)[:3])
         )
         self._moves = _MOVES.to(dev)
+        # cells a food keeps other foods out of, relative to it
+        self._exclusion = torch.tensor(
+            [[dr, dc] for dr in range(-1, 2) for dc in range(-1, 2)]
+            + [[-2, 0], [2, 0], [0, -2], [0, 2]],
+            device=dev,
+        )
         # observer i lists itself first, then the others in index order
         self._order = torch.tensor(
             [[i] + [j for j in range(n) if j != i] for i in range(n)], device=dev
@@ -471,16 +476,21 @@ class LevelBasedForaging(EnvBase):
         return low + torch.minimum((u * (high - low + 1)).long(), high - low)
 
     def _spawn(self, mask: torch.Tensor) -> None:
-        E, N, R, C, dev = self.num_envs, self.n_agents, self.rows, self.cols, self.device
-        env_idx = torch.arange(E, device=dev)
+        """New episodes in the environments of ``mask`` ``[num_envs]`` (only those are drawn)."""
+        which = mask.nonzero().squeeze(1)
+        E, N, R, C, dev = which.numel(), self.n_agents, self.rows, self.cols, self.device
+        if E == 0:
+            return
+        rows = torch.arange(E, device=dev)
         # agents, one at a time, on cells that no agent holds: the new cells of the agents
         # placed before, the previous cells of the others and its own (after a first reset)
-        old = (self._pos[..., 0] * C + self._pos[..., 1])  # [E, N] flat cells
-        weight = self._placed[:, None].expand(E, N).long()
+        prev = self._pos[which]
+        old = prev[..., 0] * C + prev[..., 1]  # [E, N] flat cells
+        weight = self._placed[which, None].expand(E, N).long()
         old_count = torch.zeros(E, R * C, dtype=torch.long, device=dev)
         old_count.scatter_add_(1, old, weight)
         taken = torch.zeros(E, R * C, dtype=torch.bool, device=dev)
-        new_pos = torch.empty_like(self._pos)
+        new_pos = torch.empty_like(prev)
         for i in range(N):
             cell, _ = self._uniform_cell(((old_count == 0) & ~taken).view(E, R, C))
             new_pos[:, i] = cell
@@ -492,7 +502,7 @@ class LevelBasedForaging(EnvBase):
         else:
             perm = torch.rand(E, N, generator=self._rng, device=dev).argsort(1)
             levels = self._uniform_int(self._min_level[perm], self._max_level[perm])
-        # foods, one at a time, inner cells away from other foods and agents
+        # foods, one at a time, on inner cells away from other foods and from agents
         nf = self.max_num_food
         if self._max_food is None:
             top = levels.sort(1).values[:, :3].sum(1, keepdim=True).expand(E, nf)
@@ -501,28 +511,25 @@ class LevelBasedForaging(EnvBase):
         low = top if self.force_coop else self._min_food.expand(E, nf)
         perm = torch.rand(E, nf, generator=self._rng, device=dev).argsort(1)
         low, top = low.gather(1, perm), top.gather(1, perm)
-        field = torch.zeros(E, R, C, dtype=torch.long, device=dev)
-        agents_at = torch.zeros(E, R, C, dtype=torch.bool, device=dev)
-        agents_at[env_idx[:, None].expand(E, N), new_pos[..., 0], new_pos[..., 1]] = True
-        inner = torch.zeros(R, C, dtype=torch.bool, device=dev)
-        inner[1:-1, 1:-1] = True
+        field = torch.zeros(E, R * C, dtype=torch.long, device=dev)
+        border = torch.ones(R, C, dtype=torch.long, device=dev)
+        border[1:-1, 1:-1] = 0
+        blocked = taken.long() + border.flatten()  # > 0: agents' cells, the border, near food
         for k in range(nf):
-            has = (field > 0).float()[:, None]
-            near = F.max_pool2d(has, 3, stride=1, padding=1)[:, 0] > 0
-            far = F.pad(has, (2, 2, 2, 2))[:, 0]
-            near = near | (far[:, :-4, 2:-2] > 0) | (far[:, 4:, 2:-2] > 0)
-            near = near | (far[:, 2:-2, :-4] > 0) | (far[:, 2:-2, 4:] > 0)
-            cell, ok = self._uniform_cell(inner & ~near & ~agents_at)
+            cell, ok = self._uniform_cell((blocked == 0).view(E, R, C))
             level = self._uniform_int(low[:, k], top[:, k])
-            field[env_idx, cell[:, 0], cell[:, 1]] = torch.where(
-                ok, level, field[env_idx, cell[:, 0], cell[:, 1]]
-            )
-        m = mask
-        self._pos = torch.where(m[:, None, None], new_pos, self._pos)
-        self._levels = torch.where(m[:, None], levels, self._levels)
-        self._field = torch.where(m[:, None, None], field, self._field)
-        self._food_spawned = torch.where(m, field.flatten(1).sum(1), self._food_spawned)
-        self._placed = self._placed | m
+            flat = cell[:, 0] * C + cell[:, 1]
+            field[rows, flat] = torch.where(ok, level, field[rows, flat])
+            # a food keeps others out of its 3x3 neighbourhood and 2 cells away in line
+            near = cell[:, None, :] + self._exclusion
+            inside = (near[..., 0] >= 0) & (near[..., 0] < R) & (near[..., 1] >= 0) & (near[..., 1] < C)
+            near_flat = near[..., 0].clamp(0, R - 1) * C + near[..., 1].clamp(0, C - 1)
+            blocked.scatter_add_(1, near_flat, (inside & ok[:, None]).long())
+        self._pos[which] = new_pos
+        self._levels[which] = levels
+        self._field[which] = field.view(E, R, C)
+        self._food_spawned[which] = field.sum(1)
+        self._placed[which] = True
 
     # ------------------------------------------------------------------------ step
 
@@ -571,42 +578,45 @@ class LevelBasedForaging(EnvBase):
         return out
 
     def _load(self, loading: torch.Tensor, pos: torch.Tensor, reward: torch.Tensor) -> torch.Tensor:
-        E, N, dev = self.num_envs, self.n_agents, self.device
-        env_idx = torch.arange(E, device=dev)
-        levels = self._levels
+        """Rule 3 in the environments where some agent loads; returns the rewards."""
+        which = loading.any(1).nonzero().squeeze(1)
+        E, N, R, C, dev = which.numel(), self.n_agents, self.rows, self.cols, self.device
+        rows = torch.arange(E, device=dev)
+        levels, pos, field = self._levels[which], pos[which], self._field[which]
+        remaining, out = loading[which], reward[which]
         r, c = pos[..., 0], pos[..., 1]
-        remaining = loading.clone()
+        # every agent's first food among north, south, west, east (lbforaging's search order
+        # and bounds). An agent still loading at its turn has all its foods: an eaten food's
+        # loading neighbours were all in the group that ate it.
+        look = pos[:, :, None, :] + self._moves[1:5]  # [E, N, 4, 2]
+        ok = torch.stack([r > 1, r < R - 1, c > 1, c < C - 1], -1)
+        flat = look[..., 0].clamp(0, R - 1) * C + look[..., 1].clamp(0, C - 1)
+        hit = ok & (field.flatten(1).gather(1, flat.flatten(1)).view(E, N, 4) > 0)
+        found = hit.any(-1)
+        first = hit.long().argmax(-1, keepdim=True)  # [E, N, 1]
+        food_cell = look.gather(2, first[..., None].expand(E, N, 1, 2))[:, :, 0]  # [E, N, 2]
+        fr, fc = food_cell[..., 0], food_cell[..., 1]
+        # adjacent[e, i, j]: agent j is next to agent i's food
+        adjacent = ((r[:, None, :] - fr[..., None]).abs() + (c[:, None, :] - fc[..., None]).abs()) == 1
         for i in range(N):
-            active = remaining[:, i]
-            if not active.any():
+            go = remaining[:, i] & found[:, i]
+            if not go.any():
+                remaining[:, i] = False
                 continue
-            # first food among north, south, west, east (lbforaging's search order and bounds)
-            ri, ci = r[:, i], c[:, i]
-            found = torch.zeros(E, dtype=torch.bool, device=dev)
-            fr, fc = ri.clone(), ci.clone()
-            for dr, dc, ok in (
-                (-1, 0, ri > 1), (1, 0, ri < self.rows - 1),
-                (0, -1, ci > 1), (0, 1, ci < self.cols - 1),
-            ):
-                cand = torch.stack([ri + dr, ci + dc], -1)
-                hit = ok & (self._food_at(cand[:, None])[:, 0] > 0) & ~found
-                fr, fc = torch.where(hit, ri + dr, fr), torch.where(hit, ci + dc, fc)
-                found = found | hit
-            go = active & found
-            food = self._field[env_idx, fr, fc]
-            adjacent = ((r - fr[:, None]).abs() + (c - fc[:, None]).abs()) == 1
-            group = adjacent & remaining & go[:, None]
-            group[:, i] = go
+            food = field[rows, fr[:, i], fc[:, i]]
+            group = adjacent[:, i] & remaining & go[:, None]
             total = (levels * group).sum(1)
             success = go & (total >= food)
             share = (levels * food[:, None]).double()
             if self.normalize_reward:
-                share = share / (total * self._food_spawned).clamp(min=1)[:, None].double()
-            reward = torch.where(group & success[:, None], share, reward)
-            reward = torch.where(group & ~success[:, None], reward - self.penalty, reward)
-            self._field[env_idx, fr, fc] = torch.where(success, 0, food)
+                share = share / (total * self._food_spawned[which]).clamp(min=1)[:, None].double()
+            out = torch.where(group & success[:, None], share, out)
+            out = torch.where(group & ~success[:, None], out - self.penalty, out)
+            field[rows, fr[:, i], fc[:, i]] = torch.where(success, 0, food)
             remaining = remaining & ~group
             remaining[:, i] = False
+        self._field[which] = field
+        reward[which] = out
         return reward
 
     # ------------------------------------------------------------------------ observation
