@@ -481,7 +481,38 @@ def test_one_hot_actions_and_render(tmp_path):
     assert save_gif(frames, tmp_path / "lbf.gif")
 
 
-def test_report_steps_compared():
+@pytest.mark.parametrize("sight", [2, None])
+def test_partial_reset(sight):
+    """Resetting some envs leaves the others alone; every observation is the reference's."""
+    from tensordict import TensorDict
+
+    config = dict(players=3, field_size=7, max_num_food=2, sight=sight)
+    env = LevelBasedForaging(num_envs=6, seed=0, **config)
+    td = env.reset()
+    for _ in range(3):
+        td = env.step(env.rand_action(td))["next"]
+    before = env.get_state()
+    mask = torch.tensor([True, False, True, False, False, True])
+    out = env.reset(TensorDict({"_reset": mask[:, None]}, batch_size=[6]))
+    after = env.get_state()
+    assert (after["positions"][~mask] == before["positions"][~mask]).all()
+    assert (after["field"][~mask] == before["field"][~mask]).all()
+    refs = [reference(config, e) for e in range(6)]
+    for e, ref in enumerate(refs):
+        obs = put_state(ref, after["positions"][e].tolist(), after["levels"][e].tolist(),
+                        after["field"][e].numpy(), int(after["food_spawned"][e]))
+        if mask[e]:  # TorchRL takes the other envs' entries from before the reset
+            np.testing.assert_array_equal(out["agents", "observation"][e].numpy(), obs)
+    actions = env.rand_action(td)["agents", "action"]
+    td["agents", "action"] = actions
+    step = env.step(td)["next"]
+    for e, ref in enumerate(refs):
+        obs, reward, _, _, _ = ref.step(actions[e].tolist())
+        np.testing.assert_array_equal(step["agents", "observation"][e].numpy(), np.stack(obs))
+        np.testing.assert_array_equal(step["agents", "reward"][e, :, 0].numpy(), np.float32(reward))
+
+
+def test_zz_report_steps_compared():
     """Runs last in this module: the number of steps the differential tests compared."""
     print(f"\nLBF differential tests: {STEPS_COMPARED['steps']} env-steps compared over "
           f"{STEPS_COMPARED['configs']} random configurations, 0 mismatches")

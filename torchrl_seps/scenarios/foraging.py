@@ -278,6 +278,7 @@ class LevelBasedForaging(EnvBase):
             done=flag(), terminated=flag(), truncated=flag(), shape=(num_envs,)
         )
         self._rng: torch.Generator | None = None
+        self._obs: torch.Tensor | None = None  # observation of the current state
         self.set_seed(seed)
 
     # ------------------------------------------------------------------------ configuration
@@ -318,6 +319,8 @@ class LevelBasedForaging(EnvBase):
             raise ValueError(f"field_size must be at least 3 x 3, got {tuple(size)}")
         rows, cols = int(size[0]), int(size[1])
         foods = _int_at_least(kwargs["max_num_food"], "max_num_food", 1)
+        if foods > rows * cols:
+            raise ValueError(f"max_num_food must fit on the {rows} x {cols} grid, got {foods}")
         sight = kwargs.get("sight")
         sight = max(rows, cols) if sight is None else _int_at_least(sight, "sight", 1)
         if players > rows * cols:
@@ -460,8 +463,9 @@ class LevelBasedForaging(EnvBase):
             mask = torch.ones(self.num_envs, dtype=torch.bool, device=self.device)
         else:
             mask = mask.reshape(self.num_envs).to(self.device)
-        self._spawn(mask)
-        return self._observe()
+        which = mask.nonzero().squeeze(1)
+        self._spawn(which)
+        return self._observe(None if which.numel() == self.num_envs else which)
 
     def _uniform_cell(self, free: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One cell drawn uniformly among the ``free`` ones ``[E, R, C]``; and whether any was."""
@@ -475,9 +479,8 @@ class LevelBasedForaging(EnvBase):
         u = torch.rand(low.shape, generator=self._rng, device=self.device)
         return low + torch.minimum((u * (high - low + 1)).long(), high - low)
 
-    def _spawn(self, mask: torch.Tensor) -> None:
-        """New episodes in the environments of ``mask`` ``[num_envs]`` (only those are drawn)."""
-        which = mask.nonzero().squeeze(1)
+    def _spawn(self, which: torch.Tensor) -> None:
+        """New episodes in the environments ``which`` (indices; only those are drawn)."""
         E, N, R, C, dev = which.numel(), self.n_agents, self.rows, self.cols, self.device
         if E == 0:
             return
@@ -621,42 +624,61 @@ class LevelBasedForaging(EnvBase):
 
     # ------------------------------------------------------------------------ observation
 
-    def _observe(self) -> TensorDict:
-        E, N, nf, dev = self.num_envs, self.n_agents, self.max_num_food, self.device
+    def _observe(self, which: torch.Tensor | None = None) -> TensorDict:
+        """The observation TensorDict of every env; only envs ``which`` are recomputed."""
+        if which is None or self._obs is None:
+            self._obs = self._observation()
+        else:
+            self._obs = self._obs.clone()
+            self._obs[which] = self._observation(which)
+        return TensorDict(
+            {"agents": TensorDict({"observation": self._obs}, batch_size=(self.num_envs, self.n_agents))},
+            batch_size=self.batch_size, device=self.device,
+        )
+
+    def _observation(self, which: torch.Tensor | None = None) -> torch.Tensor:
+        """Observations ``[E, players, obs_dim]`` of all envs, or of envs ``which``."""
+        N, nf, dev = self.n_agents, self.max_num_food, self.device
         s = self.sight
-        pos = self._pos
+        pos = self._pos if which is None else self._pos[which]
+        levels = self._levels if which is None else self._levels[which]
+        field = self._field if which is None else self._field[which]
+        E = pos.shape[0]
         corner = (pos - s).clamp(min=0)  # [E, N, 2]
         # foods in row-major order: the first nf non-empty cells
-        flat = self._field.flatten(1)
+        flat = field.flatten(1)
         cells = torch.arange(flat.shape[1], 0, -1, device=dev)
         key = torch.where(flat > 0, cells, torch.zeros_like(cells))
-        k = min(nf, flat.shape[1])
+        k = nf  # validate_config keeps max_num_food <= rows * cols
         top = key.topk(k, dim=1)
         exists = top.values > 0  # [E, k]
         idx = top.indices
         food_pos = torch.stack([idx // self.cols, idx % self.cols], -1)  # [E, k, 2]
         food_lvl = flat.gather(1, idx)
+        fill = torch.tensor([-1, -1, 0], device=dev)
+        per_agent = 3 if self.observe_agent_levels else 2
+        other = pos[:, self._order]  # [E, N, N, 2]: self first, then the others in index order
+        if s >= max(self.rows, self.cols) - 1:
+            # full sight: every corner is (0, 0), everything is seen, foods already in front
+            values = torch.cat([food_pos, food_lvl[..., None]], -1)
+            foods = torch.where(exists[..., None], values, fill).flatten(1)  # [E, 3 k]
+            foods = foods[:, None].expand(E, N, 3 * nf)
+            agents = other
+            if self.observe_agent_levels:
+                agents = torch.cat([other, levels[:, self._order][..., None]], -1)
+            return torch.cat([foods, agents.flatten(2)], -1).to(torch.float32)
         rel = food_pos[:, None] - corner[:, :, None]  # [E, N, k, 2]
         ahead = food_pos[:, None] - pos[:, :, None]
         seen = exists[:, None] & (rel >= 0).all(-1) & (ahead <= s).all(-1)
         values = torch.cat([rel, food_lvl[:, None, :, None].expand(E, N, k, 1)], -1)
-        fill = torch.tensor([-1, -1, 0], device=dev)
         foods = self._compact(values, seen, nf, fill)  # [E, N, nf, 3]
-        # agents: self first, then the others in index order
-        per_agent = 3 if self.observe_agent_levels else 2
-        other = pos[:, self._order]  # [E, N, N, 2]
         rel = other - corner[:, :, None]
         seen = ((rel >= 0) & (rel <= 2 * s)).all(-1)
         values = rel
         if self.observe_agent_levels:
-            values = torch.cat([rel, self._levels[:, self._order][..., None]], -1)
+            values = torch.cat([rel, levels[:, self._order][..., None]], -1)
         agents = self._compact(values, seen, N, fill[:per_agent])
-        obs = torch.cat([foods.flatten(2), agents.flatten(2)], -1).to(torch.float32)
-        return TensorDict(
-            {"agents": TensorDict({"observation": obs}, batch_size=(E, N))},
-            batch_size=self.batch_size,
-            device=dev,
-        )
+        return torch.cat([foods.flatten(2), agents.flatten(2)], -1).to(torch.float32)
 
     @staticmethod
     def _compact(values: torch.Tensor, keep: torch.Tensor, slots: int, fill: torch.Tensor) -> torch.Tensor:
