@@ -563,7 +563,8 @@ class LevelBasedForaging(EnvBase):
         action = torch.where(valid.gather(2, action[..., None])[..., 0], action, NONE)
         # 2. moves: a claimed cell is taken only by its single claimant
         target = pos + self._moves[action]
-        claims = (target[:, :, None, :] == target[:, None, :, :]).all(-1).sum(-1)
+        cell = target[..., 0] * (self.cols + 2) + target[..., 1]  # distinct for in-grid targets
+        claims = (cell[:, :, None] == cell[:, None, :]).sum(-1)
         pos = torch.where((claims == 1)[..., None], target, pos)
         self._pos = pos
         # 3. loading, agents in index order
@@ -572,7 +573,7 @@ class LevelBasedForaging(EnvBase):
         if loading.any():
             reward = self._load(loading, pos, reward)
         # 4. termination
-        terminated = (self._field.flatten(1) == 0).all(1, keepdim=True)
+        terminated = self._field.flatten(1).amax(1, keepdim=True) == 0
         out = self._observe()
         out.set(("agents", "reward"), reward.to(torch.float32)[..., None])
         out.set("done", terminated.clone())
@@ -660,13 +661,15 @@ class LevelBasedForaging(EnvBase):
         other = pos[:, self._order]  # [E, N, N, 2]: self first, then the others in index order
         if s >= max(self.rows, self.cols) - 1:
             # full sight: every corner is (0, 0), everything is seen, foods already in front
-            values = torch.cat([food_pos, food_lvl[..., None]], -1)
-            foods = torch.where(exists[..., None], values, fill).flatten(1)  # [E, 3 k]
-            foods = foods[:, None].expand(E, N, 3 * nf)
-            agents = other
+            obs = torch.empty(E, N, self.obs_dim, device=dev)
+            foods = obs[..., : 3 * nf].view(E, N, nf, 3)
+            foods[..., :2] = torch.where(exists[..., None], food_pos, -1)[:, None]
+            foods[..., 2] = food_lvl[:, None]  # 0 where there is no food
+            agents = obs[..., 3 * nf :].view(E, N, N, per_agent)
+            agents[..., :2] = other
             if self.observe_agent_levels:
-                agents = torch.cat([other, levels[:, self._order][..., None]], -1)
-            return torch.cat([foods, agents.flatten(2)], -1).to(torch.float32)
+                agents[..., 2] = levels[:, self._order]
+            return obs
         rel = food_pos[:, None] - corner[:, :, None]  # [E, N, k, 2]
         ahead = food_pos[:, None] - pos[:, :, None]
         seen = exists[:, None] & (rel >= 0).all(-1) & (ahead <= s).all(-1)

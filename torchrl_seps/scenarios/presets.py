@@ -344,7 +344,8 @@ def _scenario_of(env: Any) -> Any:
     scenario = getattr(env, "scenario", env)
     if not isinstance(scenario, vmas.simulator.scenario.BaseScenario):
         raise TypeError(
-            f"agent_types needs a VMAS-based environment or scenario, got {type(env).__name__}"
+            "agent_types needs a VMAS-based environment or scenario or a LevelBasedForaging, "
+            f"got {type(env).__name__}"
         )
     return scenario
 
@@ -353,8 +354,9 @@ def agent_types(env: Any) -> torch.Tensor | None:
     """The hidden ground-truth type of every agent, for evaluation only.
 
     Args:
-        env: an environment from :func:`make_env` (or any TorchRL env over a VMAS env), a
-            ``vmas`` environment, or a scenario instance.
+        env: an environment from :func:`make_env` (or any TorchRL env over a VMAS env or a
+            :class:`~torchrl_seps.scenarios.LevelBasedForaging`), a ``vmas`` environment, or a
+            scenario instance.
 
     Returns:
         torch.Tensor or None: ``LongTensor [n_agents]`` on the CPU, types numbered from 0 in
@@ -365,6 +367,8 @@ def agent_types(env: Any) -> torch.Tensor | None:
         [3, 3, 3, 12, 9]
         >>> agent_types(make_env("navigation", num_envs=2)) is None
         True
+        >>> agent_types(make_env("lbf-10x10-6p-3f", num_envs=2)).tolist()  # levels 1, 2, 3, 1, 2, 3
+        [0, 1, 2, 0, 1, 2]
     """
     scenario = _scenario_of(env)
     types = getattr(scenario, "agent_types", None)
