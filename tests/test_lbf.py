@@ -16,6 +16,7 @@ import pytest
 import torch
 from torchrl.envs import check_env_specs
 
+from conftest import cuda_devices
 from torchrl_seps.scenarios import agent_types, list_presets, make_env, render_rollout, save_gif
 from torchrl_seps.scenarios.foraging import EAST, LOAD, NONE, NORTH, SOUTH, WEST, LevelBasedForaging
 
@@ -431,32 +432,34 @@ def test_lbf_presets(name):
         assert set(field[field > 0].tolist()) <= {top}
 
 
-def test_preset_matches_the_reference_for_fifty_steps():
+@pytest.mark.parametrize("device", cuda_devices())
+def test_preset_matches_the_reference_for_fifty_steps(device):
     """make_env's preset through a whole episode, with the reference loaded from its reset."""
-    env = make_env("lbf-10x10-6p-3f", num_envs=8, seed=3)
+    env = make_env("lbf-10x10-6p-3f", num_envs=8, seed=3, device=device)
     td = env.reset()
     base = env.base_env
-    state = base.get_state()
+    state = base.get_state().cpu()
     config = dict(players=6, field_size=10, max_num_food=3, levels=[1, 2, 3] * 2, observe_agent_levels=False)
     refs = [reference(config, e) for e in range(8)]
     for e, ref in enumerate(refs):
         obs = put_state(ref, state["positions"][e].tolist(), state["levels"][e].tolist(),
                         state["field"][e].numpy(), int(state["food_spawned"][e]))
-        np.testing.assert_array_equal(td["agents", "observation"][e].numpy(), obs)
+        np.testing.assert_array_equal(td["agents", "observation"][e].cpu().numpy(), obs)
     rng = np.random.default_rng(0)
     live = np.ones(8, dtype=bool)
     for t in range(50):
         actions = rng.integers(0, 6, size=(8, 6))
-        td["agents", "action"] = torch.as_tensor(actions)
+        td["agents", "action"] = torch.as_tensor(actions, device=device)
         out = env.step(td)["next"]
+        cpu = out.cpu()
         for e, ref in enumerate(refs):
             if not live[e]:
                 continue
             ref._max_episode_steps = 50  # the reference's own time limit
             obs, reward, done, _, _ = ref.step(list(actions[e]))
-            np.testing.assert_array_equal(out["agents", "observation"][e].numpy(), np.stack(obs))
-            np.testing.assert_array_equal(out["agents", "reward"][e, :, 0].numpy(), np.float32(reward))
-            assert bool(out["done"][e]) == bool(done)
+            np.testing.assert_array_equal(cpu["agents", "observation"][e].numpy(), np.stack(obs))
+            np.testing.assert_array_equal(cpu["agents", "reward"][e, :, 0].numpy(), np.float32(reward))
+            assert bool(cpu["done"][e]) == bool(done)
             STEPS_COMPARED["steps"] += 1
             live[e] = not done
         td = out

@@ -33,7 +33,10 @@ first reset, also not the cell any not-yet-placed agent held in the previous epi
 ``lbforaging``); then foods one at a time, uniformly on inner cells (not on the border) with
 no food in their 3x3 neighbourhood or two cells away in a straight line, and no agent.
 ``lbforaging`` gives up after 1000 rejected draws; here a food is skipped only when no cell
-is left.
+is left. Agent levels: ``lbforaging`` shuffles its per-agent level bounds over the agents at
+every reset, so even ``min_player_level = max_player_level = [1, 2, 3]`` does not keep a level
+with an agent; ``levels=`` does (the paper's variant), and without it the levels are drawn as
+``lbforaging`` draws them.
 """
 from __future__ import annotations
 
@@ -137,8 +140,8 @@ class LevelBasedForaging(EnvBase):
         max_food_level (int or sequence of int, optional): highest food level; default the
             sum of the three lowest agent levels of the episode.
         force_coop (bool): every food has the highest level.
-        normalize_reward (bool): divide rewards as in rule 3 (the episode's total reward is
-            then at most 1). Default ``True``.
+        normalize_reward (bool): divide rewards as in rule 3 (all agents' rewards of an
+            episode then add up to at most 1). Default ``True``.
         observe_agent_levels (bool): include agent levels in observations. Default ``True``.
         penalty (float): subtracted from every agent of a failed load. Default 0.
         categorical_actions (bool): integer (``True``) or one-hot actions. Default ``True``.
