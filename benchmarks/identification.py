@@ -18,7 +18,7 @@ silhouette over 2..N-1 on the same embeddings (the embedding-only rule, which ca
 collected on bps-2 and bps-4.
 
 Run ``python benchmarks/identification.py`` (about 30 minutes on 2 CPU cores), ``--suite zoo``
-for VMAS's scenarios only, ``--seeds 2`` for a quick look. ``--threads`` sets torch's
+for VMAS's scenarios only, ``--suite lbf`` for the level-based foraging presets, ``--seeds 2`` for a quick look. ``--threads`` sets torch's
 intra-op threads (1 by default: on a busy 2-core machine two threads per process oversubscribe
 the cores).
 """
@@ -78,19 +78,24 @@ ZOO = [
     _exchangeable("navigation-3", "navigation", 3, "small team"),
     Task("het_mass", "het_mass", {}, (0, 1), "two bodies of different mass (4 and 2, each +-1 per episode)"),
 ]
-SUITES = {"presets": PRESETS, "zoo": ZOO, "all": PRESETS + ZOO}
+# Level-based foraging with hidden fixed levels (types = levels), and its all-level-1 control
+LBF = [Task(name, name) for name in ["lbf-8x8-3p-2f", "lbf-10x10-6p-3f", "lbf-15x15-9p-4f",
+                                     "lbf-8x8-3p-2f-coop", "lbf-10x10-6p-3f-homogeneous"]]
+SUITES = {"presets": PRESETS, "zoo": ZOO, "lbf": LBF, "all": PRESETS + ZOO}
 NUM_ENVS = 64
 FRAMES_SWEEP = [1_600, 3_200, 6_400, 12_800, 25_600]
 SWEEP_PRESETS = ["bps-2", "bps-4"]
 
 
-def run(task: Task, seed: int, **kwargs) -> dict:
+def run(task: Task, seed: int, plots: str | None = None, **kwargs) -> dict:
     env = make_env(task.env, num_envs=NUM_ENVS, seed=seed, **task.kwargs)
     truth = agent_types(env) if task.truth is None else torch.tensor(task.truth)
     start = time.perf_counter()
     result = identify_groups(env, seed=seed, group=task.group, **kwargs)
     total = time.perf_counter() - start
     env.close()
+    if plots is not None:
+        result.plot(f"{plots}/{task.label}_seed{seed}.png", types=truth)
     n_types = int(truth.max()) + 1
     row = {
         "task": task.label,
@@ -178,13 +183,18 @@ def main() -> None:
     parser.add_argument("--sweep-seeds", type=int, default=5)
     Config.add_arguments(parser, ["threads"])
     parser.set_defaults(threads=1)  # one per process: two oversubscribe a busy 2-core machine
+    parser.add_argument("--plots", default=None, help="folder for every run's embeddings plot")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {args.threads} thread(s), {NUM_ENVS} envs", file=sys.stderr)
 
     tasks = [t for t in SUITES[args.suite] if not args.tasks or t.label in args.tasks]
-    rows = [run(task, seed) for task in tasks for seed in range(args.seeds)]
-    for suite in ("presets", "zoo"):
+    if args.plots is not None:
+        import pathlib
+
+        pathlib.Path(args.plots).mkdir(parents=True, exist_ok=True)
+    rows = [run(task, seed, plots=args.plots) for task in tasks for seed in range(args.seeds)]
+    for suite in ("presets", "zoo", "lbf"):
         suite_rows = [r for r in rows if r["task"] in {t.label for t in SUITES[suite]}]
         if suite_rows:
             print(f"\n### {suite}: automatic K at the defaults ({args.seeds} seeds, {NUM_ENVS} envs)\n")

@@ -13,10 +13,20 @@ bps-homogeneous    15       1        10    nothing: one colour, 2 decoy landmark
 rotnav-2x4         8        2 (4x2)  4     dynamics: controls rotated by 0 / 180 degrees
 rotnav-4x5         20       4 (5x4)  4     dynamics: controls rotated by 0 / 90 / 180 / 270 degrees
 rotnav-homogeneous 8        1        4     nothing (control of rotnav-2x4)
+lbf-8x8-3p-2f      3        3 (1x3)  12    ability: hidden levels 1, 2, 3 (level-based foraging)
+lbf-10x10-6p-3f    6        3 (2x3)  21    ability: hidden levels (i % 3) + 1
+lbf-15x15-9p-4f    9        3 (3x3)  30    ability: hidden levels (i % 3) + 1
+lbf-8x8-3p-2f-coop 3        3 (1x3)  12    ability; every food needs all three agents
+lbf-10x10-6p-3f-   6        1        21    nothing: all level 1 (control of lbf-10x10-6p-3f)
+homogeneous
 ================== ======== ======== ===== ========================================================
 
-All presets have 50-step episodes and, through :func:`make_env`, 5 discrete actions
-(no-op, -x, +x, -y, +y) unless ``continuous_actions=True``.
+All presets have 50-step episodes. Through :func:`make_env` the VMAS presets have 5 discrete
+actions (no-op, -x, +x, -y, +y) unless ``continuous_actions=True``; the ``lbf-`` presets are
+:class:`~torchrl_seps.scenarios.LevelBasedForaging` grid worlds (batched torch, not VMAS) with
+6 discrete actions (none, north, south, west, east, load), full sight, no penalty, food levels
+from 1 to the sum of the three lowest agent levels, and agent levels fixed by index and
+absent from observations.
 """
 from __future__ import annotations
 
@@ -25,7 +35,7 @@ from typing import Any
 
 import torch
 import vmas
-from torchrl.envs import RewardSum, StepCounter, TransformedEnv
+from torchrl.envs import EnvBase, RewardSum, StepCounter, TransformedEnv
 from torchrl.envs.libs.vmas import VmasEnv
 
 from torchrl_seps._checks import check_bool, check_int
@@ -33,6 +43,7 @@ from torchrl_seps._checks import check_bool, check_int
 from torchrl_seps.scenarios._base import TypedScenario
 from torchrl_seps.scenarios.actions import FIVE_MOVES, DiscreteActionTable
 from torchrl_seps.scenarios.blind_spread import BlindParticleSpread
+from torchrl_seps.scenarios.foraging import LevelBasedForaging
 from torchrl_seps.scenarios.rotated_navigation import RotatedNavigation
 
 __all__ = ["Preset", "PRESETS", "list_presets", "make_env", "agent_types"]
@@ -43,13 +54,14 @@ class Preset:
     """A named scenario configuration.
 
     Attributes:
-        scenario (type): the :class:`~vmas.simulator.scenario.BaseScenario` class.
+        scenario (type): the :class:`~vmas.simulator.scenario.BaseScenario` class, or a
+            TorchRL :class:`~torchrl.envs.EnvBase` class built directly (the grid worlds).
         kwargs (dict): its keyword arguments.
         description (str): one line for people.
         max_steps (int): episode length.
     """
 
-    scenario: type[TypedScenario]
+    scenario: type[TypedScenario] | type[EnvBase]
     kwargs: dict[str, Any] = field(default_factory=dict)
     description: str = ""
     max_steps: int = 50
@@ -106,6 +118,35 @@ PRESETS: dict[str, Preset] = {
     ),
 }
 
+
+def _lbf(players: int, size: int, foods: int, levels: list[int], coop: bool = False) -> dict:
+    return dict(players=players, field_size=size, max_num_food=foods, levels=tuple(levels),
+                observe_agent_levels=False, force_coop=coop)
+
+
+PRESETS.update({
+    "lbf-8x8-3p-2f": Preset(
+        LevelBasedForaging, _lbf(3, 8, 2, [1, 2, 3]),
+        "Level-based foraging 8x8, 3 agents of hidden levels 1, 2, 3, 2 foods",
+    ),
+    "lbf-10x10-6p-3f": Preset(
+        LevelBasedForaging, _lbf(6, 10, 3, [1, 2, 3] * 2),
+        "Level-based foraging 10x10, 6 agents of hidden levels (i % 3) + 1, 3 foods",
+    ),
+    "lbf-15x15-9p-4f": Preset(
+        LevelBasedForaging, _lbf(9, 15, 4, [1, 2, 3] * 3),
+        "Level-based foraging 15x15, 9 agents of hidden levels (i % 3) + 1, 4 foods",
+    ),
+    "lbf-8x8-3p-2f-coop": Preset(
+        LevelBasedForaging, _lbf(3, 8, 2, [1, 2, 3], coop=True),
+        "Level-based foraging 8x8, 3 agents of hidden levels 1, 2, 3, 2 foods of level 6",
+    ),
+    "lbf-10x10-6p-3f-homogeneous": Preset(
+        LevelBasedForaging, _lbf(6, 10, 3, [1] * 6),
+        "Level-based foraging control, 10x10, 6 agents all of level 1, 3 foods",
+    ),
+})
+
 _VMAS_SCENARIOS: tuple[str, ...] = tuple(
     sorted({*vmas.scenarios, *vmas.mpe_scenarios, *vmas.debug_scenarios})
 )
@@ -125,7 +166,7 @@ def list_presets(vmas_scenarios: bool = False) -> dict[str, str]:
     Examples:
         >>> names = list(list_presets())
         >>> names[:3], len(names)
-        (['bps-1', 'bps-2', 'bps-3'], 10)
+        (['bps-1', 'bps-2', 'bps-3'], 15)
         >>> list_presets()["rotnav-2x4"]
         'Rotated-controls navigation, 8 agents, 2 types (controls rotated by 0 / 180 deg)'
         >>> "navigation" in list_presets(vmas_scenarios=True)
@@ -183,7 +224,11 @@ def make_env(
     Args:
         name (str): a preset of :func:`list_presets` (``"bps-1"`` .. ``"bps-6"``,
             ``"bps-homogeneous"``, ``"rotnav-2x4"``, ``"rotnav-4x5"``,
-            ``"rotnav-homogeneous"``) or a VMAS scenario name (``"navigation"``, ...).
+            ``"rotnav-homogeneous"``, ``"lbf-8x8-3p-2f"``, ...) or a VMAS scenario name
+            (``"navigation"``, ...). The ``lbf-`` presets build a
+            :class:`~torchrl_seps.scenarios.LevelBasedForaging` (6 discrete actions, no
+            ``continuous_actions``) instead of a ``VmasEnv``; food exhausted is
+            ``terminated``, the 50-step limit ``truncated``.
         num_envs (int): number of vectorised environments (the batch size).
         device: torch device of the simulation. Default ``"cpu"``.
         seed (int, optional): seed of the simulator's random numbers (spawn positions).
@@ -242,7 +287,17 @@ def make_env(
     )
     check_int("max_steps", max_steps, optional=True)
 
-    if preset is None:
+    if preset is not None and issubclass(preset.scenario, EnvBase):
+        # a batched torch grid world: its own 6 discrete actions
+        if continuous:
+            raise ValueError(f"continuous_actions must be False for {name!r} (a grid world), got True")
+        scenario_kwargs = preset.scenario.validate_config(**{**preset.kwargs, **overrides})
+        base = preset.scenario(
+            num_envs=num_envs, device=torch_device, seed=seed, categorical_actions=categorical,
+            **scenario_kwargs,
+        )
+        actions = None
+    elif preset is None:
         base = VmasEnv(
             name,
             num_envs=num_envs,
@@ -283,11 +338,14 @@ def _scenario_of(env: Any) -> Any:
     """The VMAS scenario behind a TorchRL env, a VMAS environment, or a scenario itself."""
     if isinstance(env, TransformedEnv):
         env = env.base_env
+    if isinstance(env, LevelBasedForaging):
+        return env
     # VmasEnv forwards unknown attributes to the wrapped vmas Environment.
     scenario = getattr(env, "scenario", env)
     if not isinstance(scenario, vmas.simulator.scenario.BaseScenario):
         raise TypeError(
-            f"agent_types needs a VMAS-based environment or scenario, got {type(env).__name__}"
+            "agent_types needs a VMAS-based environment or scenario or a LevelBasedForaging, "
+            f"got {type(env).__name__}"
         )
     return scenario
 
@@ -296,8 +354,9 @@ def agent_types(env: Any) -> torch.Tensor | None:
     """The hidden ground-truth type of every agent, for evaluation only.
 
     Args:
-        env: an environment from :func:`make_env` (or any TorchRL env over a VMAS env), a
-            ``vmas`` environment, or a scenario instance.
+        env: an environment from :func:`make_env` (or any TorchRL env over a VMAS env or a
+            :class:`~torchrl_seps.scenarios.LevelBasedForaging`), a ``vmas`` environment, or a
+            scenario instance.
 
     Returns:
         torch.Tensor or None: ``LongTensor [n_agents]`` on the CPU, types numbered from 0 in
@@ -308,6 +367,8 @@ def agent_types(env: Any) -> torch.Tensor | None:
         [3, 3, 3, 12, 9]
         >>> agent_types(make_env("navigation", num_envs=2)) is None
         True
+        >>> agent_types(make_env("lbf-10x10-6p-3f", num_envs=2)).tolist()  # levels 1, 2, 3, 1, 2, 3
+        [0, 1, 2, 0, 1, 2]
     """
     scenario = _scenario_of(env)
     types = getattr(scenario, "agent_types", None)

@@ -1,0 +1,111 @@
+"""Level-Based Foraging speed: our batched torch env against the ``lbforaging`` package.
+
+For every preset and number of environments, uniformly random actions (6 per agent):
+
+- ``make_env rollout``: ``make_env(name, n).rollout(steps)``, i.e. :class:`LevelBasedForaging`
+  with the ``StepCounter`` and ``RewardSum`` transforms, as users get it;
+- ``lbforaging, serial loop``: ``n`` copies of ``lbforaging``'s ``ForagingEnv`` (same
+  settings: hidden fixed levels expressed as ``min_player_level = max_player_level``,
+  ``observe_agent_levels=False``) stepped one after the other in a Python loop, with a reset
+  whenever an episode ends. It runs one env at a time, so its rate does not depend on ``n``;
+  TorchRL's ``ParallelEnv`` could at most multiply it by the number of cores (2 here).
+
+An env-step is one step of one environment (all agents). Each cell is the median over
+``--rounds`` rounds; a round of our env is ``--steps`` steps of all ``n`` envs, one of the
+reference is ``--ref-steps`` env-steps in total.
+
+    python benchmarks/lbf_speed.py                     # 3 presets at 1, 64, 1024 envs
+    python benchmarks/lbf_speed.py --threads 1
+    python benchmarks/lbf_speed.py --device cuda --num-envs 1024 16384
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import numpy as np
+import torch
+
+from torchrl_seps.scenarios import PRESETS, make_env
+
+PRESETS_DEFAULT = ["lbf-8x8-3p-2f", "lbf-10x10-6p-3f", "lbf-15x15-9p-4f"]
+
+
+def reference_envs(name: str, num_envs: int, seed: int = 0) -> list:
+    from lbforaging.foraging.environment import ForagingEnv
+
+    kw = PRESETS[name].kwargs
+    levels = list(kw["levels"])
+    envs = []
+    for e in range(num_envs):
+        env = ForagingEnv(
+            players=kw["players"], min_player_level=levels, max_player_level=levels,
+            min_food_level=1, max_food_level=None, field_size=(kw["field_size"],) * 2,
+            max_num_food=kw["max_num_food"], sight=kw["field_size"], max_episode_steps=50,
+            force_coop=kw["force_coop"], observe_agent_levels=False,
+        )
+        env.reset(seed=seed + e)
+        envs.append(env)
+    return envs
+
+
+def time_reference(envs: list, total_steps: int, rng: np.random.Generator) -> float:
+    """Seconds for ``total_steps`` env-steps, cycling through ``envs``."""
+    n_agents = envs[0].n_agents
+    actions = rng.integers(0, 6, size=(total_steps, n_agents)).tolist()
+    start = time.perf_counter()
+    for t in range(total_steps):
+        env = envs[t % len(envs)]
+        _, _, done, _, _ = env.step(actions[t])
+        if done:
+            env.reset()
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--presets", nargs="+", default=PRESETS_DEFAULT)
+    parser.add_argument("--num-envs", nargs="+", type=int, default=[1, 64, 1024])
+    parser.add_argument("--steps", type=int, default=100)
+    parser.add_argument("--ref-steps", type=int, default=5000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    import lbforaging  # noqa: F401  (fail early when the reference is missing)
+    from importlib.metadata import version
+
+    label = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+    print(f"# env-steps/s, median of {args.rounds} rounds, random actions ({label})")
+    print(f"# torch {torch.__version__}, lbforaging {version('lbforaging')}")
+    header = ["preset", "agents", "envs", "make_env rollout", "lbforaging, serial loop", "ratio"]
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header), flush=True)
+    rng = np.random.default_rng(0)
+    for name in args.presets:
+        n_agents = PRESETS[name].kwargs["players"]
+        for num_envs in args.num_envs:
+            env = make_env(name, num_envs, device=device, seed=0)
+            env.rollout(3)
+            refs = reference_envs(name, num_envs)
+            ours, theirs = [], []
+            for _ in range(args.rounds):
+                if device.type == "cuda":
+                    torch.cuda.synchronize(device)
+                start = time.perf_counter()
+                env.rollout(args.steps, break_when_any_done=False)
+                if device.type == "cuda":
+                    torch.cuda.synchronize(device)
+                ours.append(num_envs * args.steps / (time.perf_counter() - start))
+                theirs.append(args.ref_steps / time_reference(refs, args.ref_steps, rng))
+            a, b = statistics.median(ours), statistics.median(theirs)
+            print(f"| {name} | {n_agents} | {num_envs} | {a / 1e3:.1f}k | {b / 1e3:.1f}k | {a / b:.1f}x |",
+                  flush=True)
+
+
+if __name__ == "__main__":
+    main()

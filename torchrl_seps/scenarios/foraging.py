@@ -1,0 +1,743 @@
+"""Level-Based Foraging (LBF) as a batched TorchRL environment, in pure torch.
+
+:class:`LevelBasedForaging` steps ``num_envs`` grid worlds at once, on the CPU or a GPU, with
+the rules, spawns, vector observations and rewards of ``lbforaging`` 2.0.0's ``ForagingEnv``
+(the tests compare the two step for step). Agents and foods have levels; a food is eaten when
+agents adjacent to it choose LOAD in the same step and their levels add up to at least the
+food's. With ``levels=`` fixed per agent and ``observe_agent_levels=False`` it is the hidden
+fixed-level variant of the SePS paper: agents differ in ability and nobody sees it.
+
+Rules of a step, in order (row 0 is the top, NORTH decreases the row):
+
+1. An action that is not valid in the current state becomes NONE: a move off the grid or
+   onto a food, or LOAD with no food among the four neighbours.
+2. Every agent claims a cell: the one it moves to, or its own for NONE and LOAD. An agent
+   moves only if no other agent claims the same cell; two agents may end in one cell when
+   one of them was blocked and the other moved in.
+3. Loading agents are taken in agent index order. Each picks the first neighbouring food
+   (north, south, west, east) and joins all still-loading agents adjacent to that food; if
+   their levels add up to at least the food's level, the food disappears and each gets
+   ``level * food_level``, divided by ``(sum of their levels) * (total food level spawned
+   this episode)`` when ``normalize_reward``; otherwise each loses ``penalty``.
+4. The episode terminates when no food is left. ``lbforaging`` also ends it after its
+   ``max_episode_steps``; here that time limit is a truncation kept by a
+   :class:`~torchrl.envs.transforms.StepCounter` (see :func:`~torchrl_seps.scenarios.make_env`).
+
+``lbforaging`` processes loading agents in the order of a Python ``set`` of player objects,
+which depends on memory addresses; the result differs from index order only when a loading
+agent is adjacent to several foods, which no episode started by a reset can reach (spawned
+foods are never two cells apart). Index order makes this env deterministic.
+
+Spawns (on reset): agents one at a time, uniformly on cells that hold no agent (after the
+first reset, also not the cell any not-yet-placed agent held in the previous episode, as in
+``lbforaging``); then foods one at a time, uniformly on inner cells (not on the border) with
+no food in their 3x3 neighbourhood or two cells away in a straight line, and no agent.
+``lbforaging`` gives up after 1000 rejected draws; here a food is skipped only when no cell
+is left. Agent levels: ``lbforaging`` shuffles its per-agent level bounds over the agents at
+every reset, so even ``min_player_level = max_player_level = [1, 2, 3]`` does not keep a level
+with an agent; ``levels=`` does (the paper's variant), and without it the levels are drawn as
+``lbforaging`` draws them.
+"""
+from __future__ import annotations
+
+import numbers
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from tensordict import TensorDict, TensorDictBase
+from torchrl.data import Bounded, Categorical, Composite, OneHot, Unbounded
+from torchrl.envs import EnvBase
+
+from torchrl_seps.scenarios._base import type_color
+
+__all__ = ["LevelBasedForaging", "NONE", "NORTH", "SOUTH", "WEST", "EAST", "LOAD"]
+
+#: Action indices, as in ``lbforaging``.
+NONE, NORTH, SOUTH, WEST, EAST, LOAD = range(6)
+N_ACTIONS = 6
+# (row, col) displacement of every action; NONE and LOAD stay.
+_MOVES = torch.tensor([[0, 0], [-1, 0], [1, 0], [0, -1], [0, 1], [0, 0]])
+
+_OPTIONS = (
+    "players", "field_size", "max_num_food", "sight", "levels", "min_player_level",
+    "max_player_level", "min_food_level", "max_food_level", "force_coop", "normalize_reward",
+    "observe_agent_levels", "penalty",
+)
+
+
+def _is_int(value: Any) -> bool:
+    return not isinstance(value, bool) and isinstance(value, numbers.Integral)
+
+
+def _int_at_least(value: Any, name: str, low: int) -> int:
+    if not _is_int(value):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
+    if value < low:
+        raise ValueError(f"{name} must be >= {low}, got {value!r}")
+    return int(value)
+
+
+def _int_list(value: Any, name: str, length: int, low: int) -> tuple[int, ...]:
+    """A scalar broadcast to ``length`` entries, or a sequence of exactly ``length`` ints."""
+    if _is_int(value):
+        value = [value] * length
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+        raise TypeError(
+            f"{name} must be an int or a sequence of {length} ints, "
+            f"got {type(value).__name__} {value!r}"
+        )
+    if len(value) != length:
+        raise ValueError(f"{name} must have {length} entries, got {len(value)}: {value!r}")
+    for v in value:
+        if not _is_int(v):
+            raise TypeError(f"{name} must contain ints, got {v!r} in {value!r}")
+        if v < low:
+            raise ValueError(f"every entry of {name} must be >= {low}, got {value!r}")
+    return tuple(int(v) for v in value)
+
+
+def _canonical(values: Sequence[int]) -> list[int]:
+    """Relabel values by order of first appearance: (2, 3, 2, 1) -> [0, 1, 0, 2]."""
+    seen: dict[int, int] = {}
+    return [seen.setdefault(v, len(seen)) for v in values]
+
+
+class LevelBasedForaging(EnvBase):
+    """``num_envs`` Level-Based Foraging grid worlds, stepped together in torch.
+
+    Agents are in one group ``"agents"``: ``("agents", "observation")`` (float32
+    ``[num_envs, players, obs_dim]``), ``("agents", "action")`` (6 actions: NONE, NORTH,
+    SOUTH, WEST, EAST, LOAD), ``("agents", "reward")`` and root ``done`` / ``terminated`` /
+    ``truncated``. The env itself never truncates: give it a time limit with a
+    :class:`~torchrl.envs.transforms.StepCounter`, as :func:`~torchrl_seps.scenarios.make_env`
+    does (50 steps, as ``lbforaging``'s registered tasks).
+
+    The observation of agent ``i`` is ``lbforaging``'s vector observation: for each of
+    ``max_num_food`` slots ``(row, col, level)`` of a visible food, in row-major order, then
+    ``-1, -1, 0`` for the unused slots; then for each agent slot ``(row, col, level)``
+    (``(row, col)`` without ``observe_agent_levels``) of a visible agent, agent ``i`` first
+    and the others in index order, ``-1`` (and level 0) for the unused slots. Coordinates are
+    relative to the corner of the agent's sight window, ``max(own position - sight, 0)``:
+    absolute coordinates under full sight. Foods are visible within ``sight`` cells in both
+    axes; agents within ``[corner, corner + 2 * sight]`` (so, as in ``lbforaging``, an agent
+    near the top or left border sees agents farther than ``sight`` in that direction).
+
+    Args:
+        num_envs (int): number of environments (the batch size).
+        players (int): agents per environment.
+        field_size (int or (int, int)): grid rows and columns.
+        max_num_food (int): foods spawned per episode.
+        sight (int, optional): sight range; default the larger side of the grid (full sight).
+        levels (sequence of int, optional): fixed level of every agent, kept across resets
+            (the hidden-level variant). When ``None``, every reset draws the levels as
+            ``lbforaging`` does, from ``min_player_level`` / ``max_player_level``.
+        min_player_level, max_player_level (int or sequence of int): bounds of the drawn
+            levels (per agent; ``lbforaging`` shuffles the per-agent bounds over the agents
+            at every reset). Default 1 and 2. Not allowed together with ``levels``.
+        min_food_level (int or sequence of int): lowest food level (per food slot). Default 1.
+        max_food_level (int or sequence of int, optional): highest food level; default the
+            sum of the three lowest agent levels of the episode.
+        force_coop (bool): every food has the highest level.
+        normalize_reward (bool): divide rewards as in rule 3 (all agents' rewards of an
+            episode then add up to at most 1). Default ``True``.
+        observe_agent_levels (bool): include agent levels in observations. Default ``True``.
+        penalty (float): subtracted from every agent of a failed load. Default 0.
+        categorical_actions (bool): integer (``True``) or one-hot actions. Default ``True``.
+        device: torch device. Default ``"cpu"``.
+        seed (int, optional): seed of the spawns.
+
+    Attributes:
+        agent_types (torch.Tensor or None): with fixed ``levels``, the hidden type of every
+            agent (its level, numbered from 0 by first appearance in agent order); else
+            ``None``.
+
+    Examples:
+        >>> from torchrl.envs import check_env_specs
+        >>> env = LevelBasedForaging(num_envs=4, players=3, field_size=8, max_num_food=2,
+        ...                          levels=[1, 2, 3], observe_agent_levels=False, seed=0)
+        >>> env.full_observation_spec["agents", "observation"].shape  # 2 x 3 + 3 x 2
+        torch.Size([4, 3, 12])
+        >>> check_env_specs(env)
+        >>> td = env.rollout(10)
+        >>> td["next", "agents", "reward"].shape
+        torch.Size([4, 10, 3, 1])
+        >>> env.get_state()["levels"][0].tolist(), env.agent_types.tolist()
+        ([1, 2, 3], [0, 1, 2])
+    """
+
+    def __init__(
+        self,
+        num_envs: int,
+        players: int,
+        field_size: int | tuple[int, int],
+        max_num_food: int,
+        sight: int | None = None,
+        levels: Sequence[int] | None = None,
+        min_player_level: int | Sequence[int] | None = None,
+        max_player_level: int | Sequence[int] | None = None,
+        min_food_level: int | Sequence[int] = 1,
+        max_food_level: int | Sequence[int] | None = None,
+        force_coop: bool = False,
+        normalize_reward: bool = True,
+        observe_agent_levels: bool = True,
+        penalty: float = 0.0,
+        categorical_actions: bool = True,
+        device: str | torch.device = "cpu",
+        seed: int | None = None,
+    ) -> None:
+        num_envs = _int_at_least(num_envs, "num_envs", 1)
+        config = self.validate_config(
+            players=players, field_size=field_size, max_num_food=max_num_food, sight=sight,
+            levels=levels, min_player_level=min_player_level,
+            max_player_level=max_player_level, min_food_level=min_food_level,
+            max_food_level=max_food_level, force_coop=force_coop,
+            normalize_reward=normalize_reward, observe_agent_levels=observe_agent_levels,
+            penalty=penalty,
+        )
+        if not isinstance(categorical_actions, bool):
+            raise TypeError(f"categorical_actions must be a bool, got {categorical_actions!r}")
+        super().__init__(batch_size=torch.Size([num_envs]), device=device)
+        self.num_envs = num_envs
+        self.n_agents: int = config["players"]
+        self.rows, self.cols = config["field_size"]
+        self.max_num_food: int = config["max_num_food"]
+        self.sight: int = config["sight"]
+        self.force_coop: bool = config["force_coop"]
+        self.normalize_reward: bool = config["normalize_reward"]
+        self.observe_agent_levels: bool = config["observe_agent_levels"]
+        self.penalty: float = config["penalty"]
+        self.categorical_actions = categorical_actions
+        self.fixed_levels: tuple[int, ...] | None = config["levels"]
+        n, dev = self.n_agents, self.device
+        if self.fixed_levels is not None:
+            low = high = self.fixed_levels
+            self.agent_types: torch.Tensor | None = torch.tensor(_canonical(self.fixed_levels))
+        else:
+            low, high = config["min_player_level"], config["max_player_level"]
+            self.agent_types = None
+        self._min_level = torch.tensor(low, device=dev)
+        self._max_level = torch.tensor(high, device=dev)
+        self._min_food = torch.tensor(config["min_food_level"], device=dev)
+        self._max_food = (
+            None if config["max_food_level"] is None
+            else torch.tensor(config["max_food_level"], device=dev)
+        )
+        top_food = (
+            max(config["max_food_level"]) if config["max_food_level"] is not None
+            else sum(sorted(high)[:3])
+        )
+        self._moves = _MOVES.to(dev)
+        # cells a food keeps other foods out of, relative to it
+        self._exclusion = torch.tensor(
+            [[dr, dc] for dr in range(-1, 2) for dc in range(-1, 2)]
+            + [[-2, 0], [2, 0], [0, -2], [0, 2]],
+            device=dev,
+        )
+        # observer i lists itself first, then the others in index order
+        self._order = torch.tensor(
+            [[i] + [j for j in range(n) if j != i] for i in range(n)], device=dev
+        )
+
+        # state
+        self._pos = torch.zeros(num_envs, n, 2, dtype=torch.long, device=dev)
+        self._levels = self._min_level.expand(num_envs, n).clone()
+        self._field = torch.zeros(num_envs, self.rows, self.cols, dtype=torch.long, device=dev)
+        self._food_spawned = torch.zeros(num_envs, dtype=torch.long, device=dev)
+        self._placed = torch.zeros(num_envs, dtype=torch.bool, device=dev)
+
+        per_agent = 3 if self.observe_agent_levels else 2
+        self.obs_dim = 3 * self.max_num_food + per_agent * n
+        low_obs = [-1, -1, 0] * self.max_num_food + [-1, -1, 0][:per_agent] * n
+        high_obs = [self.rows - 1, self.cols - 1, top_food] * self.max_num_food + (
+            [self.rows - 1, self.cols - 1, max(high)][:per_agent] * n
+        )
+        shape = (num_envs, n)
+        bound = lambda v: torch.tensor(v, dtype=torch.float32, device=dev).expand(*shape, -1)
+        self.observation_spec = Composite(
+            agents=Composite(
+                observation=Bounded(
+                    low=bound(low_obs), high=bound(high_obs), shape=(*shape, self.obs_dim),
+                    dtype=torch.float32, device=dev,
+                ),
+                shape=shape,
+            ),
+            shape=(num_envs,),
+        )
+        action = (
+            Categorical(N_ACTIONS, shape=shape, device=dev) if categorical_actions
+            else OneHot(N_ACTIONS, shape=(*shape, N_ACTIONS), device=dev)
+        )
+        self.action_spec = Composite(
+            agents=Composite(action=action, shape=shape), shape=(num_envs,)
+        )
+        self.reward_spec = Composite(
+            agents=Composite(reward=Unbounded(shape=(*shape, 1), device=dev), shape=shape),
+            shape=(num_envs,),
+        )
+        flag = lambda: Categorical(2, shape=(num_envs, 1), dtype=torch.bool, device=dev)
+        self.done_spec = Composite(
+            done=flag(), terminated=flag(), truncated=flag(), shape=(num_envs,)
+        )
+        self._rng: torch.Generator | None = None
+        self._obs: torch.Tensor | None = None  # observation of the current state
+        self.set_seed(seed)
+
+    # ------------------------------------------------------------------------ configuration
+
+    @staticmethod
+    def validate_config(**kwargs: Any) -> dict[str, Any]:
+        """Check the game's settings and return them complete, normalised and with defaults.
+
+        Raises ``TypeError`` for an unknown or wrongly typed setting and ``ValueError`` for
+        an invalid value, naming the setting and the value seen.
+
+        Examples:
+            >>> cfg = LevelBasedForaging.validate_config(players=3, field_size=8, max_num_food=2)
+            >>> cfg["field_size"], cfg["sight"], cfg["min_player_level"]
+            ((8, 8), 8, (1, 1, 1))
+            >>> LevelBasedForaging.validate_config(players=3, field_size=8, max_num_food=2,
+            ...                                    levels=[1, 2])
+            Traceback (most recent call last):
+            ...
+            ValueError: levels must have 3 entries, got 2: [1, 2]
+        """
+        unknown = sorted(set(kwargs) - set(_OPTIONS))
+        if unknown:
+            raise TypeError(
+                f"LevelBasedForaging got unexpected keyword argument(s) {unknown}; "
+                f"valid ones are {sorted(_OPTIONS)}"
+            )
+        for name in ("players", "field_size", "max_num_food"):
+            if name not in kwargs:
+                raise TypeError(f"LevelBasedForaging needs {name}")
+        players = _int_at_least(kwargs["players"], "players", 1)
+        size = kwargs["field_size"]
+        if _is_int(size):
+            size = (size, size)
+        if not (isinstance(size, Sequence) and len(size) == 2 and all(map(_is_int, size))):
+            raise TypeError(f"field_size must be an int or (rows, cols), got {size!r}")
+        if min(size) < 3:
+            raise ValueError(f"field_size must be at least 3 x 3, got {tuple(size)}")
+        rows, cols = int(size[0]), int(size[1])
+        foods = _int_at_least(kwargs["max_num_food"], "max_num_food", 1)
+        if foods > rows * cols:
+            raise ValueError(f"max_num_food must fit on the {rows} x {cols} grid, got {foods}")
+        sight = kwargs.get("sight")
+        sight = max(rows, cols) if sight is None else _int_at_least(sight, "sight", 1)
+        if players > rows * cols:
+            raise ValueError(f"players must fit on the {rows} x {cols} grid, got {players}")
+        levels = kwargs.get("levels")
+        low, high = kwargs.get("min_player_level"), kwargs.get("max_player_level")
+        if levels is not None:
+            if low is not None or high is not None:
+                raise ValueError(
+                    "levels fixes every agent's level; min_player_level and "
+                    f"max_player_level must be None with it, got {low!r} and {high!r}"
+                )
+            levels = _int_list(levels, "levels", players, 1)
+            low = high = levels
+        else:
+            low = _int_list(1 if low is None else low, "min_player_level", players, 1)
+            high = _int_list(2 if high is None else high, "max_player_level", players, 1)
+            bad = [i for i in range(players) if low[i] > high[i]]
+            if bad:
+                raise ValueError(
+                    f"min_player_level must not exceed max_player_level, got {low!r} and "
+                    f"{high!r} (agent {bad[0]})"
+                )
+        min_food = _int_list(kwargs.get("min_food_level", 1), "min_food_level", foods, 1)
+        max_food = kwargs.get("max_food_level")
+        if max_food is not None:
+            max_food = _int_list(max_food, "max_food_level", foods, 1)
+            if any(a > b for a, b in zip(min_food, max_food)):
+                raise ValueError(
+                    f"min_food_level must not exceed max_food_level, got {min_food!r} and "
+                    f"{max_food!r}"
+                )
+        flags = {}
+        for name, default in (("force_coop", False), ("normalize_reward", True),
+                              ("observe_agent_levels", True)):
+            value = kwargs.get(name, default)
+            if not isinstance(value, bool):
+                raise TypeError(f"{name} must be a bool, got {value!r}")
+            flags[name] = value
+        penalty = kwargs.get("penalty", 0.0)
+        if isinstance(penalty, bool) or not isinstance(penalty, numbers.Real):
+            raise TypeError(f"penalty must be a number, got {type(penalty).__name__} {penalty!r}")
+        if not 0 <= float(penalty) < float("inf"):
+            raise ValueError(f"penalty must be finite and >= 0, got {penalty!r}")
+        return {
+            "players": players, "field_size": (rows, cols), "max_num_food": foods,
+            "sight": sight, "levels": levels if levels is None else tuple(levels),
+            "min_player_level": None if levels is not None else low,
+            "max_player_level": None if levels is not None else high,
+            "min_food_level": min_food,
+            "max_food_level": max_food, **flags, "penalty": float(penalty),
+        }
+
+    def _set_seed(self, seed: int | None) -> None:
+        self._rng = torch.Generator(device=self.device)
+        if seed is None:
+            self._rng.seed()
+        else:
+            self._rng.manual_seed(seed)
+
+    # ------------------------------------------------------------------------ state
+
+    def get_state(self) -> TensorDict:
+        """A copy of the game state of every environment.
+
+        Returns:
+            TensorDict: ``positions`` ``[num_envs, players, 2]`` (row, col), ``levels``
+            ``[num_envs, players]``, ``field`` ``[num_envs, rows, cols]`` (food level per
+            cell, 0 for none) and ``food_spawned`` ``[num_envs]`` (total food level spawned
+            this episode, the normaliser of rewards), all ``int64``.
+        """
+        return TensorDict(
+            {
+                "positions": self._pos.clone(),
+                "levels": self._levels.clone(),
+                "field": self._field.clone(),
+                "food_spawned": self._food_spawned.clone(),
+            },
+            batch_size=self.batch_size,
+            device=self.device,
+        )
+
+    def set_state(self, state: TensorDictBase) -> TensorDict:
+        """Replace the game state (all four entries of :meth:`get_state`) and observe it.
+
+        The state should be one that play can reach: agents in the grid and never on a
+        food, foods not on the border, at most ``max_num_food`` foods. Step counters of
+        transforms are not touched.
+
+        Returns:
+            TensorDict: the observation of the new state, as :meth:`reset` returns it.
+
+        Examples:
+            >>> env = LevelBasedForaging(num_envs=1, players=2, field_size=5, max_num_food=1,
+            ...                          normalize_reward=False, seed=0)
+            >>> state = env.get_state()
+            >>> state["positions"][0] = torch.tensor([[1, 2], [3, 2]])
+            >>> state["levels"][0] = torch.tensor([1, 1])
+            >>> state["field"][0] = 0
+            >>> state["field"][0, 2, 2] = 2
+            >>> state["food_spawned"][0] = 2
+            >>> td = env.set_state(state)
+            >>> td["agents", "observation"][0, 0].tolist()  # food, self, the other agent
+            [2.0, 2.0, 2.0, 1.0, 2.0, 1.0, 3.0, 2.0, 1.0]
+            >>> td["agents", "action"] = torch.tensor([[LOAD, LOAD]])
+            >>> out = env.step(td)["next"]
+            >>> out["agents", "reward"].flatten().tolist(), out["terminated"].item()
+            ([2.0, 2.0], True)
+        """
+        expected = {
+            "positions": (self.num_envs, self.n_agents, 2),
+            "levels": (self.num_envs, self.n_agents),
+            "field": (self.num_envs, self.rows, self.cols),
+            "food_spawned": (self.num_envs,),
+        }
+        values = {}
+        for key, shape in expected.items():
+            value = state.get(key, None)
+            if value is None:
+                raise ValueError(f"state must contain {key!r}")
+            if tuple(value.shape) != shape or value.dtype.is_floating_point:
+                raise ValueError(
+                    f"state[{key!r}] must be an integer tensor of shape {shape}, got "
+                    f"{value.dtype} {tuple(value.shape)}"
+                )
+            values[key] = value.to(self.device, torch.long)
+        pos = values["positions"]
+        if (pos < 0).any() or (pos[..., 0] >= self.rows).any() or (pos[..., 1] >= self.cols).any():
+            raise ValueError(f"state['positions'] must lie in the {self.rows} x {self.cols} grid")
+        self._pos, self._levels = pos.clone(), values["levels"].clone()
+        self._field, self._food_spawned = values["field"].clone(), values["food_spawned"].clone()
+        self._placed[:] = True
+        return self._observe()
+
+    # ------------------------------------------------------------------------ reset
+
+    def _reset(self, tensordict: TensorDictBase | None = None, **kwargs: Any) -> TensorDictBase:
+        mask = None if tensordict is None else tensordict.get("_reset", None)
+        if mask is None:
+            mask = torch.ones(self.num_envs, dtype=torch.bool, device=self.device)
+        else:
+            mask = mask.reshape(self.num_envs).to(self.device)
+        which = mask.nonzero().squeeze(1)
+        self._spawn(which)
+        return self._observe(None if which.numel() == self.num_envs else which)
+
+    def _uniform_cell(self, free: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One cell drawn uniformly among the ``free`` ones ``[E, R, C]``; and whether any was."""
+        scores = torch.rand(free.shape, generator=self._rng, device=self.device)
+        scores = torch.where(free, scores + 1.0, torch.zeros_like(scores)).flatten(1)
+        cell = scores.argmax(1)
+        return torch.stack([cell // self.cols, cell % self.cols], -1), free.flatten(1).any(1)
+
+    def _uniform_int(self, low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
+        """Integers uniform in ``[low, high]`` (elementwise)."""
+        u = torch.rand(low.shape, generator=self._rng, device=self.device)
+        return low + torch.minimum((u * (high - low + 1)).long(), high - low)
+
+    def _spawn(self, which: torch.Tensor) -> None:
+        """New episodes in the environments ``which`` (indices; only those are drawn)."""
+        E, N, R, C, dev = which.numel(), self.n_agents, self.rows, self.cols, self.device
+        if E == 0:
+            return
+        rows = torch.arange(E, device=dev)
+        # agents, one at a time, on cells that no agent holds: the new cells of the agents
+        # placed before, the previous cells of the others and its own (after a first reset)
+        prev = self._pos[which]
+        old = prev[..., 0] * C + prev[..., 1]  # [E, N] flat cells
+        weight = self._placed[which, None].expand(E, N).long()
+        old_count = torch.zeros(E, R * C, dtype=torch.long, device=dev)
+        old_count.scatter_add_(1, old, weight)
+        taken = torch.zeros(E, R * C, dtype=torch.bool, device=dev)
+        new_pos = torch.empty_like(prev)
+        for i in range(N):
+            cell, _ = self._uniform_cell(((old_count == 0) & ~taken).view(E, R, C))
+            new_pos[:, i] = cell
+            old_count.scatter_add_(1, old[:, i : i + 1], -weight[:, i : i + 1])
+            taken.scatter_(1, (cell[:, 0] * C + cell[:, 1])[:, None], True)
+        # levels: lbforaging shuffles the per-agent bounds over the agents
+        if self.fixed_levels is not None:
+            levels = self._min_level.expand(E, N)
+        else:
+            perm = torch.rand(E, N, generator=self._rng, device=dev).argsort(1)
+            levels = self._uniform_int(self._min_level[perm], self._max_level[perm])
+        # foods, one at a time, on inner cells away from other foods and from agents
+        nf = self.max_num_food
+        if self._max_food is None:
+            top = levels.sort(1).values[:, :3].sum(1, keepdim=True).expand(E, nf)
+        else:
+            top = self._max_food.expand(E, nf)
+        low = top if self.force_coop else self._min_food.expand(E, nf)
+        perm = torch.rand(E, nf, generator=self._rng, device=dev).argsort(1)
+        low, top = low.gather(1, perm), top.gather(1, perm)
+        field = torch.zeros(E, R * C, dtype=torch.long, device=dev)
+        border = torch.ones(R, C, dtype=torch.long, device=dev)
+        border[1:-1, 1:-1] = 0
+        blocked = taken.long() + border.flatten()  # > 0: agents' cells, the border, near food
+        for k in range(nf):
+            cell, ok = self._uniform_cell((blocked == 0).view(E, R, C))
+            level = self._uniform_int(low[:, k], top[:, k])
+            flat = cell[:, 0] * C + cell[:, 1]
+            field[rows, flat] = torch.where(ok, level, field[rows, flat])
+            # a food keeps others out of its 3x3 neighbourhood and 2 cells away in line
+            near = cell[:, None, :] + self._exclusion
+            inside = (near[..., 0] >= 0) & (near[..., 0] < R) & (near[..., 1] >= 0) & (near[..., 1] < C)
+            near_flat = near[..., 0].clamp(0, R - 1) * C + near[..., 1].clamp(0, C - 1)
+            blocked.scatter_add_(1, near_flat, (inside & ok[:, None]).long())
+        self._pos[which] = new_pos
+        self._levels[which] = levels
+        self._field[which] = field.view(E, R, C)
+        self._food_spawned[which] = field.sum(1)
+        self._placed[which] = True
+
+    # ------------------------------------------------------------------------ step
+
+    def _food_at(self, cells: torch.Tensor) -> torch.Tensor:
+        """Food level at ``cells`` ``[E, ..., 2]`` (0 off the grid)."""
+        r, c = cells[..., 0], cells[..., 1]
+        inside = (r >= 0) & (r < self.rows) & (c >= 0) & (c < self.cols)
+        flat = (r.clamp(0, self.rows - 1) * self.cols + c.clamp(0, self.cols - 1))
+        level = self._field.flatten(1).gather(1, flat.flatten(1)).view(flat.shape)
+        return torch.where(inside, level, torch.zeros_like(level))
+
+    def _step(self, tensordict: TensorDictBase) -> TensorDictBase:
+        action = tensordict.get(("agents", "action")).to(self.device)
+        if not self.categorical_actions:
+            action = action.long().argmax(-1)
+        action = action.long().reshape(self.num_envs, self.n_agents)
+        E, N = self.num_envs, self.n_agents
+        pos = self._pos
+        # 1. invalid actions become NONE
+        neighbours = pos[:, :, None, :] + self._moves[1:5]  # [E, N, 4, 2]: N, S, W, E
+        food_next = self._food_at(neighbours)
+        r, c = neighbours[..., 0], neighbours[..., 1]
+        inside = (r >= 0) & (r < self.rows) & (c >= 0) & (c < self.cols)
+        can_move = inside & (food_next == 0)
+        valid = torch.ones(E, N, 6, dtype=torch.bool, device=self.device)
+        valid[..., 1:5] = can_move
+        valid[..., LOAD] = (food_next > 0).any(-1)
+        action = torch.where(valid.gather(2, action[..., None])[..., 0], action, NONE)
+        # 2. moves: a claimed cell is taken only by its single claimant
+        target = pos + self._moves[action]
+        cell = target[..., 0] * (self.cols + 2) + target[..., 1]  # distinct for in-grid targets
+        claims = (cell[:, :, None] == cell[:, None, :]).sum(-1)
+        pos = torch.where((claims == 1)[..., None], target, pos)
+        self._pos = pos
+        # 3. loading, agents in index order
+        reward = torch.zeros(E, N, dtype=torch.float64, device=self.device)
+        loading = action == LOAD
+        if loading.any():
+            reward = self._load(loading, pos, reward)
+        # 4. termination
+        terminated = self._field.flatten(1).amax(1, keepdim=True) == 0
+        out = self._observe()
+        out.set(("agents", "reward"), reward.to(torch.float32)[..., None])
+        out.set("done", terminated.clone())
+        out.set("terminated", terminated)
+        out.set("truncated", torch.zeros_like(terminated))
+        return out
+
+    def _load(self, loading: torch.Tensor, pos: torch.Tensor, reward: torch.Tensor) -> torch.Tensor:
+        """Rule 3 in the environments where some agent loads; returns the rewards."""
+        which = loading.any(1).nonzero().squeeze(1)
+        E, N, R, C, dev = which.numel(), self.n_agents, self.rows, self.cols, self.device
+        rows = torch.arange(E, device=dev)
+        levels, pos, field = self._levels[which], pos[which], self._field[which]
+        remaining, out = loading[which], reward[which]
+        r, c = pos[..., 0], pos[..., 1]
+        # every agent's first food among north, south, west, east (lbforaging's search order
+        # and bounds). An agent still loading at its turn has all its foods: an eaten food's
+        # loading neighbours were all in the group that ate it.
+        look = pos[:, :, None, :] + self._moves[1:5]  # [E, N, 4, 2]
+        ok = torch.stack([r > 1, r < R - 1, c > 1, c < C - 1], -1)
+        flat = look[..., 0].clamp(0, R - 1) * C + look[..., 1].clamp(0, C - 1)
+        hit = ok & (field.flatten(1).gather(1, flat.flatten(1)).view(E, N, 4) > 0)
+        found = hit.any(-1)
+        first = hit.long().argmax(-1, keepdim=True)  # [E, N, 1]
+        food_cell = look.gather(2, first[..., None].expand(E, N, 1, 2))[:, :, 0]  # [E, N, 2]
+        fr, fc = food_cell[..., 0], food_cell[..., 1]
+        # adjacent[e, i, j]: agent j is next to agent i's food
+        adjacent = ((r[:, None, :] - fr[..., None]).abs() + (c[:, None, :] - fc[..., None]).abs()) == 1
+        for i in range(N):
+            go = remaining[:, i] & found[:, i]
+            if not go.any():
+                remaining[:, i] = False
+                continue
+            food = field[rows, fr[:, i], fc[:, i]]
+            group = adjacent[:, i] & remaining & go[:, None]
+            total = (levels * group).sum(1)
+            success = go & (total >= food)
+            share = (levels * food[:, None]).double()
+            if self.normalize_reward:
+                share = share / (total * self._food_spawned[which]).clamp(min=1)[:, None].double()
+            out = torch.where(group & success[:, None], share, out)
+            out = torch.where(group & ~success[:, None], out - self.penalty, out)
+            field[rows, fr[:, i], fc[:, i]] = torch.where(success, 0, food)
+            remaining = remaining & ~group
+            remaining[:, i] = False
+        self._field[which] = field
+        reward[which] = out
+        return reward
+
+    # ------------------------------------------------------------------------ observation
+
+    def _observe(self, which: torch.Tensor | None = None) -> TensorDict:
+        """The observation TensorDict of every env; only envs ``which`` are recomputed."""
+        if which is None or self._obs is None:
+            self._obs = self._observation()
+        else:
+            self._obs = self._obs.clone()
+            self._obs[which] = self._observation(which)
+        return TensorDict(
+            {"agents": TensorDict({"observation": self._obs}, batch_size=(self.num_envs, self.n_agents))},
+            batch_size=self.batch_size, device=self.device,
+        )
+
+    def _observation(self, which: torch.Tensor | None = None) -> torch.Tensor:
+        """Observations ``[E, players, obs_dim]`` of all envs, or of envs ``which``."""
+        N, nf, dev = self.n_agents, self.max_num_food, self.device
+        s = self.sight
+        pos = self._pos if which is None else self._pos[which]
+        levels = self._levels if which is None else self._levels[which]
+        field = self._field if which is None else self._field[which]
+        E = pos.shape[0]
+        corner = (pos - s).clamp(min=0)  # [E, N, 2]
+        # foods in row-major order: the first nf non-empty cells
+        flat = field.flatten(1)
+        cells = torch.arange(flat.shape[1], 0, -1, device=dev)
+        key = torch.where(flat > 0, cells, torch.zeros_like(cells))
+        k = nf  # validate_config keeps max_num_food <= rows * cols
+        top = key.topk(k, dim=1)
+        exists = top.values > 0  # [E, k]
+        idx = top.indices
+        food_pos = torch.stack([idx // self.cols, idx % self.cols], -1)  # [E, k, 2]
+        food_lvl = flat.gather(1, idx)
+        fill = torch.tensor([-1, -1, 0], device=dev)
+        per_agent = 3 if self.observe_agent_levels else 2
+        other = pos[:, self._order]  # [E, N, N, 2]: self first, then the others in index order
+        if s >= max(self.rows, self.cols) - 1:
+            # full sight: every corner is (0, 0), everything is seen, foods already in front
+            obs = torch.empty(E, N, self.obs_dim, device=dev)
+            foods = obs[..., : 3 * nf].view(E, N, nf, 3)
+            foods[..., :2] = torch.where(exists[..., None], food_pos, -1)[:, None]
+            foods[..., 2] = food_lvl[:, None]  # 0 where there is no food
+            agents = obs[..., 3 * nf :].view(E, N, N, per_agent)
+            agents[..., :2] = other
+            if self.observe_agent_levels:
+                agents[..., 2] = levels[:, self._order]
+            return obs
+        rel = food_pos[:, None] - corner[:, :, None]  # [E, N, k, 2]
+        ahead = food_pos[:, None] - pos[:, :, None]
+        seen = exists[:, None] & (rel >= 0).all(-1) & (ahead <= s).all(-1)
+        values = torch.cat([rel, food_lvl[:, None, :, None].expand(E, N, k, 1)], -1)
+        foods = self._compact(values, seen, nf, fill)  # [E, N, nf, 3]
+        rel = other - corner[:, :, None]
+        seen = ((rel >= 0) & (rel <= 2 * s)).all(-1)
+        values = rel
+        if self.observe_agent_levels:
+            values = torch.cat([rel, levels[:, self._order][..., None]], -1)
+        agents = self._compact(values, seen, N, fill[:per_agent])
+        return torch.cat([foods.flatten(2), agents.flatten(2)], -1).to(torch.float32)
+
+    @staticmethod
+    def _compact(values: torch.Tensor, keep: torch.Tensor, slots: int, fill: torch.Tensor) -> torch.Tensor:
+        """Move the kept entries of ``values`` ``[E, N, M, d]`` to the front, in order."""
+        E, N, M, d = values.shape
+        slot = torch.where(keep, keep.long().cumsum(-1) - 1, torch.full_like(keep, slots, dtype=torch.long))
+        slot = slot.clamp(max=slots)
+        out = fill.expand(E, N, slots + 1, d).clone()
+        out.scatter_(2, slot[..., None].expand(E, N, M, d), values)
+        return out[:, :, :slots]
+
+    # ------------------------------------------------------------------------ rendering
+
+    def render(self, mode: str = "rgb_array", env_index: int = 0, cell: int = 48) -> np.ndarray:
+        """Draw environment ``env_index`` as an RGB image ``[H, W, 3]`` (``uint8``).
+
+        Foods are green squares, agents discs in the colour of their hidden type (grey
+        without fixed levels); both are labelled with their level.
+
+        Examples:
+            >>> env = LevelBasedForaging(num_envs=2, players=3, field_size=6, max_num_food=2,
+            ...                          levels=[1, 2, 3], seed=0)
+            >>> _ = env.reset()
+            >>> env.render(mode="rgb_array", env_index=1).shape
+            (289, 289, 3)
+        """
+        from PIL import Image, ImageDraw
+
+        if mode != "rgb_array":
+            raise ValueError(f"mode must be 'rgb_array', got {mode!r}")
+        if not _is_int(env_index) or not 0 <= env_index < self.num_envs:
+            raise ValueError(f"env_index must be an int in [0, {self.num_envs}), got {env_index!r}")
+        h, w = self.rows * cell + 1, self.cols * cell + 1
+        image = Image.new("RGB", (w, h), (255, 255, 255))
+        draw = ImageDraw.Draw(image)
+        for r in range(self.rows + 1):
+            draw.line([(0, r * cell), (w, r * cell)], fill=(60, 60, 60))
+        for c in range(self.cols + 1):
+            draw.line([(c * cell, 0), (c * cell, h)], fill=(60, 60, 60))
+        field = self._field[env_index].cpu()
+        for r, c in field.nonzero().tolist():
+            box = [c * cell + 6, r * cell + 6, (c + 1) * cell - 6, (r + 1) * cell - 6]
+            draw.rectangle(box, fill=(60, 170, 75))
+            draw.text((c * cell + cell // 2, r * cell + cell // 2), str(int(field[r, c])),
+                      fill=(255, 255, 255), anchor="mm")
+        n_types = 1 if self.agent_types is None else int(self.agent_types.max()) + 1
+        for i, ((r, c), level) in enumerate(
+            zip(self._pos[env_index].tolist(), self._levels[env_index].tolist())
+        ):
+            kind = 0 if self.agent_types is None else int(self.agent_types[i])
+            rgb = (0.45, 0.45, 0.45) if self.agent_types is None else type_color(kind, n_types)
+            box = [c * cell + 8, r * cell + 8, (c + 1) * cell - 8, (r + 1) * cell - 8]
+            draw.ellipse(box, fill=tuple(int(255 * v) for v in rgb), outline=(0, 0, 0))
+            draw.text((c * cell + cell // 2, r * cell + cell // 2), str(level),
+                      fill=(0, 0, 0), anchor="mm")
+        return np.asarray(image, dtype=np.uint8)
