@@ -324,12 +324,9 @@ def make_env(
         env.append_transform(StepCounter(max_steps=max_steps))
     if actions is not None:
         env.append_transform(actions)
-    groups = list(base.group_map)
+    rewards = [key for key in base.full_reward_spec.keys(True, True) if isinstance(key, tuple)]
     env.append_transform(
-        RewardSum(
-            in_keys=[(group, "reward") for group in groups],
-            out_keys=[(group, "episode_reward") for group in groups],
-        )
+        RewardSum(in_keys=rewards, out_keys=[(*key[:-1], "episode_reward") for key in rewards])
     )
     return env
 
