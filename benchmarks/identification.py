@@ -9,7 +9,9 @@ compares the groups with the truth:
 - the zoo's exchangeable scenarios (same body, same kind of goal, same reward for every agent):
   one group;
 - the zoo's ``het_mass`` (VMAS debug scenario): two agents whose bodies differ in mass (4 and 2,
-  each +-1 per episode), so two groups.
+  each +-1 per episode), so two groups; ``vel_control`` (VMAS debug scenario): three agents
+  whose bodies differ (force limited to 1.1, acceleration limited to 1, force limited to 30),
+  so three groups.
 
 It prints one table per suite: in how many seeds the result is right (one group for the
 exchangeable tasks, ARI 1 against the types otherwise), the K found, how often the
@@ -49,7 +51,7 @@ class Task:
     kwargs: dict = field(default_factory=dict)
     truth: tuple[int, ...] | None = None  # None: the preset's hidden types
     why: str = ""
-    group: str = "agents"  # the env's agent group to identify
+    group: str | None = None  # the env's agent group to identify; None: its only group
 
 
 PRESETS = [
@@ -59,7 +61,7 @@ PRESETS = [
 ]
 
 
-def _exchangeable(label: str, env: str, n_agents: int, why: str, group: str = "agents", **kwargs) -> Task:
+def _exchangeable(label: str, env: str, n_agents: int, why: str, group: str | None = None, **kwargs) -> Task:
     return Task(label, env, {"n_agents": n_agents, **kwargs}, (0,) * n_agents, why, group)
 
 
@@ -74,9 +76,16 @@ ZOO = [
     _exchangeable("balance-3", "balance", 3, "same body; all lift one package, shared reward"),
     Task("simple_tag-adversaries", "simple_tag", {}, (0, 0, 0),
          "MPE: the 3 chasers (TorchRL group 'adversary') share body and reward", "adversary"),
+    _exchangeable("transport-4", "transport", 4, "same body; all push one package to one goal, shared reward"),
+    _exchangeable("wheel-4", "wheel", 4, "same body; all turn one wheel, shared reward"),
+    _exchangeable("navigation-4-continuous", "navigation", 4, "as navigation-4, VMAS's continuous actions",
+                  continuous_actions=True),
     _exchangeable("navigation-2", "navigation", 2, "small team"),
     _exchangeable("navigation-3", "navigation", 3, "small team"),
     Task("het_mass", "het_mass", {}, (0, 1), "two bodies of different mass (4 and 2, each +-1 per episode)"),
+    Task("het_mass-continuous", "het_mass", {"continuous_actions": True}, (0, 1), "as het_mass, continuous actions"),
+    Task("vel_control", "vel_control", {}, (0, 1, 2),
+         "three bodies behind one velocity controller: force limit 1.1, acceleration limit 1, force limit 30"),
 ]
 # Level-based foraging with hidden fixed levels (types = levels), and its all-level-1 control
 LBF = [Task(name, name) for name in ["lbf-8x8-3p-2f", "lbf-10x10-6p-3f", "lbf-15x15-9p-4f",

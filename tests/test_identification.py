@@ -235,6 +235,21 @@ def test_identify_groups_with_another_group_name_and_given_k():
     assert result.heldout_frames == 0  # with K given, every frame is fitted on
 
 
+def test_the_env_s_only_agent_group_is_found_by_default():
+    result = identify_groups(reward_typed(group="robots"), n_groups=3, seed=1, **FAST)
+    assert adjusted_rand_index(TYPES, result.groups) == 1.0
+    loss = identity_model(reward_typed(group="robots"))
+    assert loss.decoder.in_keys[1] == ("robots", "observation")
+
+
+def test_an_env_with_several_agent_groups_needs_a_group():
+    env = VmasEnv("simple_tag", num_envs=2, seed=0)  # groups "adversary" and "agent"
+    with pytest.raises(ValueError, match=r"exactly one agent group, but env has 2: \['adversary', 'agent'\]"):
+        identify_groups(env, frames=64, batch_size=32)
+    result = identify_groups(env, group="adversary", frames=64, epochs=1, batch_size=32, seed=0)
+    assert result.groups.shape == (3,)
+
+
 def test_identify_groups_is_deterministic_for_a_seed_and_keeps_the_global_rng():
     state = torch.get_rng_state()
     first = identify_groups(reward_typed(), seed=5, **FAST)
@@ -280,7 +295,7 @@ def test_plot(tmp_path):
 @pytest.mark.parametrize(
     "kwargs, error, match",
     [
-        (dict(group="robots"), ValueError, r"env has no observation entry \('robots', 'observation'\)"),
+        (dict(group="robots"), ValueError, r"env has no observation entry \('robots', 'observation'\) for group='robots'; its agent groups are \['agents'\]"),
         (dict(n_groups=0), ValueError, r"n_groups must be in 1\.\.N=6 .* got n_groups=0"),
         (dict(n_groups=7), ValueError, r"n_groups must be in 1\.\.N=6 .* got n_groups=7"),
         (dict(frames=100, batch_size=128), ValueError, r"too few frames to fit: frames=100, expected at least batch_size=128"),

@@ -54,9 +54,29 @@ def _group_keys(group: str) -> dict[str, tuple[str, str]]:
     return {leaf: (group, leaf) for leaf in ("observation", "action", "reward")}
 
 
-def _check_env(env: EnvBase, group: str) -> dict[str, tuple[str, str]]:
-    """Checks that ``env`` is a multi-agent env with ``group``'s observation, action and reward."""
+def _agent_groups(env: EnvBase) -> list[str]:
+    """The env's agent groups: top-level entries with an observation, an action and a reward."""
+    specs = (env.full_observation_spec, env.full_action_spec, env.full_reward_spec)
+    return [
+        name for name in env.full_action_spec.keys()
+        if isinstance(name, str)
+        and all(key in spec.keys(True, True) for key, spec in zip(_group_keys(name).values(), specs))
+    ]
+
+
+def _check_env(env: EnvBase, group: str | None) -> tuple[str, dict[str, tuple[str, str]]]:
+    """Checks that ``env`` is a multi-agent env with ``group``'s observation, action and reward;
+    returns the group (``None``: the env's only agent group) and its keys."""
     check_instance("env", env, EnvBase, "a torchrl EnvBase")
+    if group is None:
+        groups = _agent_groups(env)
+        if len(groups) != 1:
+            raise ValueError(
+                f"group=None needs an env with exactly one agent group, but env has "
+                f"{len(groups)}: {groups}; pass group= to choose the agents to identify "
+                "(agents of different groups never share a network)."
+            )
+        group = groups[0]
     check_instance("group", group, str, "a str (a key of env.group_map)")
     keys = _group_keys(group)
     specs = {
@@ -67,7 +87,8 @@ def _check_env(env: EnvBase, group: str) -> dict[str, tuple[str, str]]:
     for leaf, key in keys.items():
         if key not in specs[leaf].keys(True, True):
             raise ValueError(
-                f"env has no {leaf} entry {key} for group={group!r}; its {leaf} keys are "
+                f"env has no {leaf} entry {key} for group={group!r}; its agent groups are "
+                f"{_agent_groups(env)} and its {leaf} keys "
                 f"{sorted(map(str, specs[leaf].keys(True, True)))}."
             )
         spec = specs[leaf][key]
@@ -76,7 +97,7 @@ def _check_env(env: EnvBase, group: str) -> dict[str, tuple[str, str]]:
                 f"the {leaf} spec at {key} has shape {tuple(spec.shape)}; expected a per-agent "
                 f"entry of shape (*{tuple(env.batch_size)}, n_agents, ...)."
             )
-    return keys
+    return group, keys
 
 
 def _check_finite(data: TensorDictBase, keys: Sequence[tuple]) -> None:
@@ -95,7 +116,7 @@ def collect_transitions(
     frames: int,
     *,
     policy: Callable[[TensorDictBase], TensorDictBase] | None = None,
-    group: str = "agents",
+    group: str | None = None,
     progress: bool = False,
 ) -> TensorDictBase:
     """Collects ``frames`` transitions of every agent of ``group`` with a TorchRL ``Collector``.
@@ -116,7 +137,8 @@ def collect_transitions(
     Keyword Args:
         policy (callable, optional): the policy that acts; ``None`` (the default) acts uniformly
             at random from the action spec.
-        group (str, optional): the agent group. Defaults to ``"agents"``.
+        group (str, optional): the agent group (a key of ``env.group_map``). Defaults to
+            the env's only agent group.
         progress (bool, optional): show a progress bar (tqdm). Defaults to ``False``.
 
     Returns:
@@ -136,7 +158,7 @@ def collect_transitions(
         >>> data.batch_size, data["next", "agents", "reward"].shape
         (torch.Size([40]), torch.Size([40, 2, 1]))
     """
-    keys = _check_env(env, group)
+    group, keys = _check_env(env, group)
     check_int("frames", frames)
     n_envs = max(1, env.batch_size.numel())
     steps = math.ceil(frames / n_envs)
@@ -175,7 +197,7 @@ def collect_transitions(
 def identity_model(
     env: EnvBase,
     *,
-    group: str = "agents",
+    group: str | None = None,
     latent_dim: int = 5,
     targets: Sequence[str] = TARGETS,
     kl_weight: float = 1e-4,
@@ -197,7 +219,7 @@ def identity_model(
         >>> loss.encoder.n_agents, loss.decoder.observation_dim
         (3, 18)
     """
-    keys = _check_env(env, group)
+    group, keys = _check_env(env, group)
     n_batch = len(env.batch_size)
     obs_spec = env.full_observation_spec[keys["observation"]]
     if len(obs_spec.shape) != n_batch + 2:
@@ -383,7 +405,7 @@ def identify_groups(
     frames: int = 12_800,
     *,
     policy: Callable[[TensorDictBase], TensorDictBase] | None = None,
-    group: str = "agents",
+    group: str | None = None,
     n_groups: int | None = None,
     latent_dim: int = 5,
     targets: Sequence[str] = TARGETS,
@@ -426,7 +448,8 @@ def identify_groups(
 
     Keyword Args:
         policy (callable, optional): the acting policy; ``None`` acts at random.
-        group (str, optional): the agent group. Defaults to ``"agents"``.
+        group (str, optional): the agent group (a key of ``env.group_map``). Defaults to
+            the env's only agent group.
         n_groups (int, optional): the number of groups; ``None`` chooses it on held-out data.
         latent_dim (int, optional): identity latent size. Defaults to ``5``.
         targets (sequence of str, optional): what the decoder reconstructs. Defaults to
@@ -463,7 +486,7 @@ def identify_groups(
         >>> sorted(result.timings)
         ['cluster', 'collect', 'fit']
     """
-    _check_env(env, group)
+    group, _ = _check_env(env, group)
     _check_identify_args(frames, epochs, batch_size, lr, heldout_fraction, alpha)
     if frames < batch_size:
         raise ValueError(
