@@ -170,23 +170,29 @@ class CountingRun:
 
 
 def test_an_interrupted_sweep_resumes_to_the_same_table(tiny_run, tmp_path, monkeypatch):
-    reference, result = tiny_run
-    out = tmp_path / "sweep"
-    interrupted = CountingRun(KeyboardInterrupt(), fail_at=8)  # Ctrl-C during the 8th run
+    reference, _ = tiny_run
+    out, uninterrupted = tmp_path / "sweep", tmp_path / "uninterrupted"
+    args = tiny_args(out, "--methods", "fups", "oracle", "--no-gif")
+    interrupted = CountingRun(KeyboardInterrupt(), fail_at=4)  # Ctrl-C during the 4th run
     monkeypatch.setattr(vmas_seps, "run", interrupted)
     with pytest.raises(SystemExit, match="--resume"):
-        vmas_seps.main(tiny_args(out, "--no-gif"))
-    stored = sorted(path.name for path in (out / "runs").glob("*.json"))
-    assert len(stored) == 7 and "fups_id_seed1.json" not in stored
-    partial = (out / "table.md").read_text()  # the 7 finished runs are reported
-    assert without_measured(partial)[2][0] == "nops" and "| 8/8 |" in partial
+        vmas_seps.main(args)
+    assert sorted(path.name for path in (out / "runs").iterdir()) == [
+        "fups_seed0.json", "fups_seed1.json", "oracle_seed0.json"]
+    partial = without_measured((out / "table.md").read_text())  # the 3 finished runs are reported
+    assert [row[0] for row in partial[2:]] == ["fups", "oracle"] and partial[3][-2:] == ["2", "1.00"]
 
     resumed = CountingRun()
     monkeypatch.setattr(vmas_seps, "run", resumed)
-    final = vmas_seps.main(tiny_args(out, "--no-gif", "--resume"))
-    assert resumed.calls == [("fups_id", 1), ("seps", 1), ("oracle", 1)]  # the 8th run is redone
-    assert without_measured(final["table"]) == without_measured(result["table"])
-    assert returns(out) == returns(reference)
+    final = vmas_seps.main([*args, "--resume"])
+    assert resumed.calls == [("oracle", 1)]  # the interrupted run, redone
+    assert returns(out) == {run: rows for run, rows in returns(reference).items() if run[0] in ("fups", "oracle")}
+    # the uninterrupted sweep's table: its stored runs, reported alone (see the report-only test)
+    for name in ("fups_seed0", "fups_seed1", "oracle_seed0", "oracle_seed1"):
+        (uninterrupted / "runs").mkdir(parents=True, exist_ok=True)
+        shutil.copy(reference / "runs" / f"{name}.json", uninterrupted / "runs")
+    expected = vmas_seps.main(["--output", str(uninterrupted), "--report-only"])
+    assert without_measured(final["table"]) == without_measured(expected["table"])
 
 
 def test_resume_refuses_runs_of_other_settings(tiny_run, tmp_path):
