@@ -18,11 +18,17 @@ Examples::
     python benchmarks/vmas_seps.py --help           # every option
     python benchmarks/vmas_seps.py --preset bps-3 --frames 10_000_000 --seeds 0 1 2 \
         --num-envs 600 --device auto                # paper scale, GPU recommended
+    python benchmarks/vmas_seps.py --resume         # after a Ctrl-C: trains the runs not stored yet
+    python benchmarks/vmas_seps.py --ray --cpus-per-run 1   # one Ray task per run
 
 Outputs, in ``--output``: ``results.csv`` (one row per method, seed and iteration),
 ``summary.json`` (the resolved config and one summary per method), ``table.md`` (the printed
 table), ``learning_curves.png``, ``seps_embeddings.png``, ``checkpoints/`` and
-``seps_policy.gif``. Training frames/s is the
+``seps_policy.gif``, and ``runs/``: each run's rows, summary and settings
+(``<method>_seed<seed>.json``), stored the moment it finishes, or its error
+(``<method>_seed<seed>.error.txt``); the report is built from them (``--report-only`` rebuilds
+it alone). With several ``--preset``, each preset's sweep goes to ``--output/<preset>``.
+Training frames/s is the
 frames of one batch over the median time of an iteration (collection and update; evaluation and
 identification excluded), so a burst of load on a shared machine does not decide a comparison.
 With ``--logger`` each run also logs its hyperparameters and, per iteration, returns, frames/s,
