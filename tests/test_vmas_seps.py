@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 import statistics
+import sys
 from pathlib import Path
 
 import pytest
@@ -117,9 +119,9 @@ def test_bad_choices_are_refused_by_the_parser(tmp_path, capsys, extra):
 
 
 def test_group_sizes_override_the_preset():
-    config = vmas_seps.parse_args(["--preset", "bps-1", "--group-sizes", "2", "2"])
+    [config], _ = vmas_seps.parse_args(["--preset", "bps-1", "--group-sizes", "2", "2"])
     assert config.env_overrides["groups"] == (2, 2)
-    assert vmas_seps.parse_args([]).group_sizes is None
+    assert vmas_seps.parse_args([])[0][0].group_sizes is None
 
 
 def test_a2c_with_continuous_actions_runs(tmp_path):
@@ -128,3 +130,149 @@ def test_a2c_with_continuous_actions_runs(tmp_path):
                   "--continuous-actions", "--no-gif", "--logger", "none")
     )
     assert "| fups |" in result["table"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Sweeps: each run stored as it finishes, resume, report rebuilding, failures, Ray
+# ---------------------------------------------------------------------------------------------
+
+MEASURED = ("wall time", "frames/s")  # columns that differ between any two runs of the same sweep
+
+
+def without_measured(table: str) -> list[list[str]]:
+    """The table's cells, less the columns of times and speeds."""
+    rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in table.splitlines()]
+    keep = [i for i, name in enumerate(rows[0]) if name not in MEASURED]
+    return [[row[i] for i in keep] for row in rows]
+
+
+def returns(out: Path) -> dict[tuple[str, str], list[tuple[str, str, str]]]:
+    """``{(method, seed): [(frames, train_return, eval_return), ...]}`` of ``results.csv``."""
+    with open(out / "results.csv") as f:
+        rows = list(csv.DictReader(f))
+    runs: dict = {}
+    for r in rows:
+        runs.setdefault((r["method"], r["seed"]), []).append((r["frames"], r["train_return"], r["eval_return"]))
+    return runs
+
+
+class CountingRun:
+    """``vmas_seps.run`` that counts its calls, and raises ``exception`` at call ``fail_at``."""
+
+    def __init__(self, exception: BaseException | None = None, fail_at: int | None = None):
+        self.real, self.calls, self.exception, self.fail_at = vmas_seps.run, [], exception, fail_at
+
+    def __call__(self, method, seed, config, out):
+        self.calls.append((method, seed))
+        if len(self.calls) == self.fail_at:
+            raise self.exception
+        return self.real(method, seed, config, out)
+
+
+def test_an_interrupted_sweep_resumes_to_the_same_table(tiny_run, tmp_path, monkeypatch):
+    reference, _ = tiny_run
+    out, uninterrupted = tmp_path / "sweep", tmp_path / "uninterrupted"
+    args = tiny_args(out, "--methods", "fups", "oracle", "--no-gif")
+    interrupted = CountingRun(KeyboardInterrupt(), fail_at=4)  # Ctrl-C during the 4th run
+    monkeypatch.setattr(vmas_seps, "run", interrupted)
+    with pytest.raises(SystemExit, match="--resume"):
+        vmas_seps.main(args)
+    assert sorted(path.name for path in (out / "runs").iterdir()) == [
+        "fups_seed0.json", "fups_seed1.json", "oracle_seed0.json"]
+    partial = without_measured((out / "table.md").read_text())  # the 3 finished runs are reported
+    assert [row[0] for row in partial[2:]] == ["fups", "oracle"] and partial[3][-2:] == ["2", "1.00"]
+
+    resumed = CountingRun()
+    monkeypatch.setattr(vmas_seps, "run", resumed)
+    final = vmas_seps.main([*args, "--resume"])
+    assert resumed.calls == [("oracle", 1)]  # the interrupted run, redone
+    assert returns(out) == {run: rows for run, rows in returns(reference).items() if run[0] in ("fups", "oracle")}
+    # the uninterrupted sweep's table: its stored runs, reported alone (see the report-only test)
+    for name in ("fups_seed0", "fups_seed1", "oracle_seed0", "oracle_seed1"):
+        (uninterrupted / "runs").mkdir(parents=True, exist_ok=True)
+        shutil.copy(reference / "runs" / f"{name}.json", uninterrupted / "runs")
+    expected = vmas_seps.main(["--output", str(uninterrupted), "--report-only"])
+    assert without_measured(final["table"]) == without_measured(expected["table"])
+
+
+def test_resume_refuses_runs_of_other_settings(tiny_run, tmp_path):
+    reference, _ = tiny_run
+    shutil.copytree(reference / "runs", tmp_path / "runs")
+    with pytest.raises(SystemExit, match="other settings.*frames: 720 there, 800 here"):
+        vmas_seps.main(tiny_args(tmp_path, "--resume", "--frames", "800"))
+
+
+def test_report_only_rebuilds_the_report_from_the_stored_runs(tiny_run, tmp_path):
+    reference, result = tiny_run
+    shutil.copytree(reference / "runs", tmp_path / "runs")
+    rebuilt = vmas_seps.main(["--output", str(tmp_path), "--report-only"])
+    assert rebuilt["table"] == result["table"]
+    assert (tmp_path / "results.csv").read_text() == (reference / "results.csv").read_text()
+    assert json.loads((tmp_path / "summary.json").read_text())["methods"] == json.loads(
+        (reference / "summary.json").read_text())["methods"]
+
+    (tmp_path / "runs" / "seps_seed1.json").unlink()  # whatever runs the folder holds
+    rebuilt = vmas_seps.main(["--output", str(tmp_path), "--report-only"])
+    seps = json.loads((reference / "summary.json").read_text())["methods"]["seps"]["runs"][0]
+    row = next(r for r in without_measured(rebuilt["table"]) if r[0] == "seps")
+    assert row[1] == f"{seps['final_eval_return']:.1f} ± 0.0" and row[-2:] == [str(seps["n_groups"]), f"{seps['ari']:.2f}"]
+    assert ("seps", "1") not in returns(tmp_path) and returns(tmp_path)[("seps", "0")] == returns(reference)[("seps", "0")]
+
+
+def test_report_only_needs_stored_runs(tmp_path):
+    with pytest.raises(SystemExit, match="holds no finished run"):
+        vmas_seps.main(["--output", str(tmp_path), "--report-only"])
+
+
+def test_a_failing_run_is_reported_and_the_sweep_goes_on(tiny_run, tmp_path, monkeypatch, capsys):
+    reference, _ = tiny_run
+    args = tiny_args(tmp_path, "--methods", "seps", "fups", "--seeds", "0", "--no-gif")
+    monkeypatch.setattr(vmas_seps, "run", CountingRun(RuntimeError("boom"), fail_at=1))
+    result = vmas_seps.main(args)
+    assert list(result["failed"]) == ["seps_seed0"]
+    assert "RuntimeError: boom" in (tmp_path / "runs" / "seps_seed0.error.txt").read_text()
+    assert json.loads((tmp_path / "summary.json").read_text())["failed"] == {"seps_seed0": "RuntimeError: boom"}
+    assert [row[0] for row in without_measured(result["table"])[2:]] == ["fups"]
+    assert returns(tmp_path)[("fups", "0")] == returns(reference)[("fups", "0")]
+    printed = capsys.readouterr().out
+    assert "[1/2] rotnav-2x4 seps seed 0: FAILED, RuntimeError: boom" in printed and "[2/2]" in printed
+
+    retried = CountingRun(ValueError("again"), fail_at=1)  # --resume retries failed runs only
+    monkeypatch.setattr(vmas_seps, "run", retried)
+    result = vmas_seps.main([*args, "--resume"])
+    assert retried.calls == [("seps", 0)] and "ValueError: again" in result["failed"]["seps_seed0"]
+
+
+def test_ray_without_ray_names_the_extra(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
+    with pytest.raises(SystemExit, match=r'pip install -e "\.\[ray\]"'):
+        vmas_seps.main(tiny_args(tmp_path / "out", "--ray"))
+    assert not (tmp_path / "out").exists()
+
+
+def test_ray_resources_need_ray(tmp_path):
+    with pytest.raises(SystemExit, match="need --ray"):
+        vmas_seps.main(tiny_args(tmp_path / "out", "--cpus-per-run", "2"))
+
+
+def test_several_presets_sweep_into_one_folder_each(tiny_run, tmp_path):
+    reference, _ = tiny_run
+    configs, _ = vmas_seps.parse_args(["--preset", "bps-1", "bps-4", "--output", "x"])
+    assert [(c.preset, c.output) for c in configs] == [("bps-1", str(Path("x", "bps-1"))),
+                                                        ("bps-4", str(Path("x", "bps-4")))]
+    reports = vmas_seps.main(tiny_args(tmp_path, "--preset", "rotnav-2x4", "rotnav-homogeneous",
+                                       "--methods", "fups", "--seeds", "0", "--no-gif"))
+    assert list(reports) == ["rotnav-2x4", "rotnav-homogeneous"]
+    assert returns(tmp_path / "rotnav-2x4")[("fups", "0")] == returns(reference)[("fups", "0")]
+    assert json.loads((tmp_path / "rotnav-homogeneous" / "summary.json").read_text())["config"]["preset"] == "rotnav-homogeneous"
+
+
+def test_ray_tasks_return_the_sequential_runs(tiny_run, tmp_path):
+    """One small sweep on a local Ray cluster (2 CPUs, a run per CPU): the same returns."""
+    pytest.importorskip("ray")
+    reference, _ = tiny_run
+    result = vmas_seps.main(tiny_args(tmp_path, "--methods", "fups", "seps", "--seeds", "1",
+                                      "--no-gif", "--ray", "--cpus-per-run", "1"))
+    assert not result["failed"]
+    for method in ("fups", "seps"):
+        assert returns(tmp_path)[(method, "1")] == returns(reference)[(method, "1")]

@@ -1,0 +1,192 @@
+"""Sweeps of independent runs that outgrow one process: each finished run is stored at once, a
+sweep resumes where it stopped, a run that fails does not stop the others, and the runs can be
+Ray tasks.
+
+A sweep is a list of runs, each a call ``function(*arguments)`` that returns a JSON-serialisable
+record. :class:`RunStore` keeps one file per finished run (written atomically, so an interrupted
+sweep never leaves half a record) and one per failed run (its traceback); :func:`run_tasks`
+calls the runs one after another in this process, or as Ray tasks on a local or an existing
+cluster, and yields each outcome as it finishes. Ray is optional (``pip install -e ".[ray]"``)
+and imported only when asked for.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import traceback
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from torchrl_seps._checks import check_float
+
+__all__ = ["Outcome", "RunStore", "import_ray", "run_tasks"]
+
+RAY_MISSING = (
+    "--ray needs Ray, an optional dependency of torchrl-seps: install it with "
+    "`pip install -e \".[ray]\"` (or `pip install \"ray>=2.9\"`)."
+)
+
+
+class RunStore:
+    """A folder of runs: ``<name>.json`` for each finished run, ``<name>.error.txt`` for each
+    failed one.
+
+    A record is written to a temporary file and renamed into place, so a run is either stored
+    whole or not at all, whenever the process stops. Storing a run removes the error of an
+    earlier attempt, and storing an error removes the record of an earlier attempt: the folder
+    holds each run's latest outcome.
+
+    Args:
+        root (str or Path): the folder; created on the first write.
+
+    Examples:
+        >>> import tempfile
+        >>> store = RunStore(tempfile.mkdtemp())
+        >>> store.save("fups_seed0", {"rows": [{"frames": 0, "eval_return": -3.5}]})
+        >>> store.save_error("seps_seed0", "Traceback ...\\nValueError: boom")
+        >>> store.finished(), store.errors()
+        (['fups_seed0'], {'seps_seed0': 'Traceback ...\\nValueError: boom'})
+        >>> store.load("fups_seed0")["rows"][0]["eval_return"]
+        -3.5
+    """
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+
+    def record_path(self, name: str) -> Path:
+        return self.root / f"{name}.json"
+
+    def error_path(self, name: str) -> Path:
+        return self.root / f"{name}.error.txt"
+
+    def save(self, name: str, record: dict[str, Any]) -> None:
+        """Stores a finished run's record (anything :mod:`json` writes)."""
+        self._write(self.record_path(name), json.dumps(record, indent=1))
+        self.error_path(name).unlink(missing_ok=True)
+
+    def save_error(self, name: str, error: str) -> None:
+        """Stores a failed run's error (its traceback)."""
+        self._write(self.error_path(name), error)
+        self.record_path(name).unlink(missing_ok=True)
+
+    def finished(self) -> list[str]:
+        """The names of the finished runs, sorted."""
+        return sorted(path.name.removesuffix(".json") for path in self.root.glob("*.json"))
+
+    def load(self, name: str) -> dict[str, Any]:
+        """The record of a finished run."""
+        return json.loads(self.record_path(name).read_text())
+
+    def errors(self) -> dict[str, str]:
+        """``{name: error}`` of the failed runs."""
+        return {path.name.removesuffix(".error.txt"): path.read_text()
+                for path in sorted(self.root.glob("*.error.txt"))}
+
+    def _write(self, path: Path, text: str) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(path.name + ".partial")
+        partial.write_text(text)
+        os.replace(partial, path)
+
+
+@dataclass
+class Outcome:
+    """What a run of :func:`run_tasks` gave: its arguments, and its result or its error (the
+    traceback as text)."""
+
+    arguments: tuple
+    result: Any = None
+    error: str | None = None
+
+
+def import_ray():
+    """The ``ray`` module, or a ``ModuleNotFoundError`` that names the extra to install.
+
+    Examples:
+        >>> import sys
+        >>> saved, sys.modules["ray"] = sys.modules.get("ray"), None  # as if not installed
+        >>> try:
+        ...     import_ray()
+        ... except ModuleNotFoundError as error:
+        ...     print(error)
+        ... finally:
+        ...     _ = sys.modules.pop("ray") if saved is None else sys.modules.update(ray=saved)
+        --ray needs Ray, an optional dependency of torchrl-seps: install it with `pip install -e ".[ray]"` (or `pip install "ray>=2.9"`).
+    """
+    try:
+        import ray
+    except ImportError:
+        raise ModuleNotFoundError(RAY_MISSING, name="ray") from None
+    return ray
+
+
+def run_tasks(
+    function: Callable[..., Any],
+    arguments: Sequence[tuple],
+    *,
+    ray: bool = False,
+    address: str | None = None,
+    cpus_per_run: float = 1.0,
+    gpus_per_run: float = 0.0,
+) -> Iterator[Outcome]:
+    """Calls ``function(*args)`` for every ``args`` of ``arguments`` and yields each
+    :class:`Outcome` as its run finishes.
+
+    A run that raises an ``Exception`` yields its traceback and the others go on; a
+    ``KeyboardInterrupt`` stops the sweep (pending Ray tasks are cancelled).
+
+    Args:
+        function: one run; a module-level function (Ray pickles it by reference).
+        arguments: the arguments of each run.
+        ray (bool): one Ray task per run instead of calls in this process, in the order they
+            finish; on a local cluster started for the sweep (its CPUs and GPUs those of this
+            machine, its workers this process's ``sys.path``), or on the cluster at ``address``.
+        address (str, optional): an existing Ray cluster (``"auto"`` or ``"ray://host:10001"``);
+            implies ``ray``. Its nodes need torchrl-seps installed.
+        cpus_per_run, gpus_per_run (float): the resources of each Ray task; fractions share a
+            device (``gpus_per_run=0.25``: four runs per GPU).
+
+    Examples:
+        >>> outcomes = list(run_tasks(lambda a, b: a / b, [(1, 2), (1, 0)]))
+        >>> outcomes[0].result, outcomes[1].error.splitlines()[-1]
+        (0.5, 'ZeroDivisionError: division by zero')
+    """
+    check_float("cpus_per_run", cpus_per_run, positive=True)
+    check_float("gpus_per_run", gpus_per_run)
+    if ray or address is not None:
+        yield from _run_on_ray(function, arguments, address, cpus_per_run, gpus_per_run)
+        return
+    for args in arguments:
+        try:
+            yield Outcome(args, result=function(*args))
+        except Exception:
+            yield Outcome(args, error=traceback.format_exc())
+
+
+def _run_on_ray(function, arguments, address, cpus_per_run, gpus_per_run) -> Iterator[Outcome]:
+    ray = import_ray()
+    started = not ray.is_initialized()
+    if started:
+        local = address is None
+        # A local cluster's workers import what this process imports (a source checkout too).
+        runtime_env = {"env_vars": {"PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}}
+        ray.init(address=address, runtime_env=runtime_env if local else None,
+                 include_dashboard=False, logging_level="WARNING")
+    remote = ray.remote(function).options(num_cpus=cpus_per_run, num_gpus=gpus_per_run, max_retries=0)
+    pending = {remote.remote(*args): args for args in arguments}
+    try:
+        while pending:
+            [done], _ = ray.wait(list(pending), num_returns=1)
+            args = pending.pop(done)
+            try:
+                yield Outcome(args, result=ray.get(done))
+            except Exception as error:  # RayTaskError carries the task's traceback
+                yield Outcome(args, error=str(error))
+    finally:
+        for ref in pending:
+            ray.cancel(ref, force=True)
+        if started:
+            ray.shutdown()
