@@ -268,7 +268,8 @@ def test_several_presets_sweep_into_one_folder_each(tiny_run, tmp_path):
 
 
 def test_ray_tasks_return_the_sequential_runs(tiny_run, tmp_path):
-    """One small sweep on a local Ray cluster (2 CPUs, a run per CPU): the same returns."""
+    """One small sweep on a local Ray cluster (2 CPUs, a run per CPU): the same returns. Runs where
+    the ray extra is installed (`pip install -e ".[test,ray]"`); CI installs only the test extra."""
     pytest.importorskip("ray")
     reference, _ = tiny_run
     result = vmas_seps.main(tiny_args(tmp_path, "--methods", "fups", "seps", "--seeds", "1",
