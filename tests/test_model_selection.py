@@ -140,13 +140,43 @@ def test_tied_errors_match_a_loop_over_frames_agents_and_groups():
     unit = torch.arange(data.shape[0]) % 7
     errors, counts = tied_heldout_errors(loss, data, unit, embeddings, partitions)
     assert counts.tolist() == [4.0 * (unit == u).sum().item() for u in range(7)]
-    for c, labels in enumerate(partitions.values()):
-        labels = torch.tensor(labels)
-        latent = torch.stack([embeddings[labels == labels[i]].mean(0) for i in range(4)])
+
+    def error_per_unit(latent):  # [7]: summed over frames and agents of each unit
         with torch.no_grad():
             per_frame = loss.reconstruction_error(data, latent=latent).sum(-1)
-        for u in range(7):
-            assert errors[c, u].item() == pytest.approx(per_frame[unit == u].sum().item(), rel=1e-5)
+        return torch.stack([per_frame[unit == u].sum() for u in range(7)]).double()
+
+    for c, labels in enumerate(partitions.values()):
+        labels = torch.tensor(labels)
+        mean = error_per_unit(torch.stack([embeddings[labels == labels[i]].mean(0) for i in range(4)]))
+        swap = torch.zeros(7, dtype=torch.float64)
+        for i in range(4):
+            members = (labels == labels[i]).nonzero().flatten().tolist()
+            for j in members:  # agent i predicted with member j's embedding
+                with torch.no_grad():
+                    per_frame = loss.reconstruction_error(data, latent=embeddings[j].expand(4, -1))[:, i]
+                swap += torch.stack([per_frame[unit == u].sum() for u in range(7)]).double() / len(members)
+        expected = mean if mean.sum() <= swap.sum() else swap
+        torch.testing.assert_close(errors[c], expected, rtol=1e-5, atol=1e-6)
+    # singletons: both ways are the model as fitted
+    torch.testing.assert_close(errors[2], error_per_unit(embeddings), rtol=1e-5, atol=1e-6)
+
+
+def test_tied_errors_take_the_better_way_of_sharing():
+    """Scattered embeddings: their mean is the origin; the score is the better of the mean and the swap."""
+    env = noisy([0, 0, 0, 0], num_envs=4)
+    loss = identity_model(env)
+    data = collect_transitions(env, 200)
+    fit_identity(loss, data, epochs=1, batch_size=50)
+    unit = torch.arange(data.shape[0]) % 5
+    far = torch.tensor([[6.0, 0, 0, 0, 0], [-6.0, 0, 0, 0, 0], [0, 6.0, 0, 0, 0], [0, -6.0, 0, 0, 0]])
+    one = {1: [0, 0, 0, 0]}
+    scattered, _ = tied_heldout_errors(loss, data, unit, far, one)
+    at_mean, _ = tied_heldout_errors(loss, data, unit, torch.zeros(4, 5), one)
+    with torch.no_grad():
+        swap = sum(loss.reconstruction_error(data, latent=far[j].expand(4, -1)).sum() for j in range(4)) / 4
+    expected = min(swap.item(), at_mean.sum().item())
+    assert scattered.sum().item() == pytest.approx(expected, rel=1e-5)
 
 
 # -- the whole rule on a synthetic identity problem with known truth ------------------------

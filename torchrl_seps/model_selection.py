@@ -8,8 +8,9 @@ transitions on data the identity model was not fitted on. :func:`identify_groups
    are held out; the identity model is fitted on the others.
 2. :func:`tied_heldout_errors`: for every candidate partition (the k-means partition of every
    K in ``1..N``), the fitted model predicts the held-out transitions with the embeddings *tied*
-   within groups: every member of a group uses its group's mean embedding. K = N is the model
-   as fitted; K = 1 gives every agent one shared identity.
+   within groups: the members of a group share one identity (their mean embedding, or each
+   member's embedding in turn, whichever predicts better). K = N is the model as fitted; K = 1
+   gives every agent one shared identity.
 3. :func:`compare_partitions`: the chosen K is the smallest whose held-out loss is not worse
    than the best candidate's beyond the noise of the held-out estimate, judged by a one-sided
    paired bootstrap over held-out trajectories at level ``alpha``.
@@ -121,6 +122,18 @@ def split_heldout(
     return data[~mask], data[mask], heldout_unit
 
 
+def _agent_unit_errors(
+    loss: IdentityLoss, heldout: TensorDictBase, unit: torch.Tensor, latent: torch.Tensor, n_units: int
+) -> torch.Tensor:
+    """Summed error of every agent over every unit's frames, each agent using its row of
+    ``latent``: float64 of shape ``[N, U]``."""
+    errors = torch.zeros(latent.shape[0], n_units, dtype=torch.float64)
+    for start in range(0, heldout.shape[0], _CHUNK):
+        per_frame = loss.reconstruction_error(heldout[start : start + _CHUNK], latent=latent)
+        errors.index_add_(1, unit[start : start + _CHUNK], per_frame.double().cpu().T)
+    return errors
+
+
 @torch.no_grad()
 def tied_heldout_errors(
     loss: IdentityLoss,
@@ -131,9 +144,22 @@ def tied_heldout_errors(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The held-out reconstruction error of every candidate partition, summed per unit.
 
-    Each agent's latent is its group's mean embedding (embeddings tied within groups), the
-    same for every transition; the error is
-    :meth:`~torchrl_seps.objectives.IdentityLoss.reconstruction_error`.
+    Within a group, the members share one identity, in one of two ways, and the one with the
+    lower total error counts:
+
+    - *mean*: every member uses the group's mean embedding;
+    - *swap*: every member's transitions are predicted with each member's embedding in turn
+      (its own included), and the errors averaged.
+
+    Each way fails where the other holds. The mean of scattered embeddings may fall where the
+    decoder was never trained, so exchangeable agents whose embeddings scatter would look unlike
+    each other; swapping uses only embeddings the decoder was trained with, so it costs nothing
+    for exchangeable agents. Within a tight cluster of one type the mean is as good as any
+    member, while swapping pays for the cluster's spread. Singletons use their own embedding
+    either way, so K = N is the model as fitted.
+
+    The error is :meth:`~torchrl_seps.objectives.IdentityLoss.reconstruction_error`. It costs
+    ``N + len(partitions)`` passes of the decoder over the held-out data.
 
     Args:
         loss (IdentityLoss): the fitted identity model.
@@ -148,22 +174,27 @@ def tied_heldout_errors(
         ``[C, U]``; ``counts[u]`` the number of (frame, agent) pairs of unit ``u``.
     """
     embeddings = embeddings.to(loss.target_loc)
+    n_agents = embeddings.shape[0]
     n_units = int(unit.max()) + 1
-    latents = []
+    # swapped[i, j, u]: agent i's error on unit u with agent j's embedding
+    swapped = torch.stack(
+        [
+            _agent_unit_errors(loss, heldout, unit, embeddings[j].expand_as(embeddings), n_units)
+            for j in range(n_agents)
+        ],
+        dim=1,
+    )
+    errors = []
     for labels in partitions.values():
         labels = torch.as_tensor(labels, dtype=torch.long, device=embeddings.device)
         means = torch.zeros(int(labels.max()) + 1, embeddings.shape[-1]).to(embeddings)
         means = means.index_add(0, labels, embeddings) / torch.bincount(labels)[:, None]
-        latents.append(means[labels])
-    errors = torch.zeros(len(latents), n_units, dtype=torch.float64)
-    for start in range(0, heldout.shape[0], _CHUNK):
-        chunk = heldout[start : start + _CHUNK]
-        chunk_unit = unit[start : start + _CHUNK]
-        for c, latent in enumerate(latents):
-            per_frame = loss.reconstruction_error(chunk, latent=latent).sum(-1).double().cpu()
-            errors[c].index_add_(0, chunk_unit, per_frame)
-    counts = torch.bincount(unit, minlength=n_units).double() * embeddings.shape[0]
-    return errors, counts
+        mean = _agent_unit_errors(loss, heldout, unit, means[labels], n_units).sum(0)
+        same = (labels[:, None] == labels[None, :]).double().cpu()
+        swap = torch.einsum("ij,iju->u", same / same.sum(1, keepdim=True), swapped)
+        errors.append(mean if mean.sum() <= swap.sum() else swap)
+    counts = torch.bincount(unit, minlength=n_units).double() * n_agents
+    return torch.stack(errors), counts
 
 
 @dataclass
