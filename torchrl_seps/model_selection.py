@@ -19,7 +19,9 @@ What this guarantees, and what it does not:
 
 - Exchangeable agents give K = 1: per-agent embeddings can only fit the noise of the training
   trajectories, so on held-out trajectories they predict no better than one shared identity,
-  and K = 1 is kept unless the bootstrap finds it worse by chance (a rate of about ``alpha``).
+  and K = 1 is kept unless the bootstrap finds it worse by chance (a rate of about ``alpha``
+  against one fixed alternative, somewhat more against the best of N candidates, which is
+  chosen on the same held-out data).
   No threshold on distances between embeddings is involved, so neither the scale of the latent
   space nor the KL weight moves the decision.
 - Agents that differ in what the identity model predicts (next observation and reward given

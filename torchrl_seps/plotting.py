@@ -143,7 +143,7 @@ def _draw_evidence(ax: Axes, evidence: HeldOutEvidence) -> None:
     ax.axvline(evidence.chosen_k, color="tab:green", ls="--", label=f"chosen K={evidence.chosen_k}")
     ax.axhline(0.0, color="grey", lw=0.8)
     ax.set_yscale("symlog", linthresh=max(1e-4, float(np.abs(np.concatenate([low, high])).max()) * 1e-3))
-    ax.set_xlabel("K (k-means partition, embeddings tied within groups)")
+    ax.set_xlabel("K (k-means partition, one identity per group)")
     ax.set_ylabel("held-out loss minus the best K's")
     ax.set_title(f"held-out evidence ({evidence.n_units} trajectories, "
                  f"{1 - evidence.alpha:.0%} intervals)")
