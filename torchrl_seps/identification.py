@@ -357,7 +357,7 @@ class IdentificationResult:
         decision (str): how K was chosen, in words: ``"given"``, or the held-out test's
             sentence (:meth:`HeldOutEvidence.describe`).
         evidence (HeldOutEvidence or None): held-out loss per candidate K with its
-            uncertainty, the best and the chosen K; ``None`` when K was given.
+            uncertainty, the reference, the best and the chosen K; ``None`` when K was given.
         loss_curve (list[float]): mean identity loss per epoch.
         timings (dict[str, float]): seconds spent in ``"collect"``, ``"fit"`` and ``"cluster"``
             (k-means and the held-out test).
@@ -430,7 +430,7 @@ def identify_groups(
     4. each agent's embedding is its encoder mean;
     5. K given: k-means with K groups. K chosen: the k-means partition of every K in ``1..N``
        is scored on the held-out trajectories with embeddings tied within groups, and the
-       smallest K not worse than the best beyond noise wins (:mod:`torchrl_seps.model_selection`
+       smallest K not worse than K = N (one identity per agent) beyond noise wins (:mod:`torchrl_seps.model_selection`
        says how, and what that guarantees).
 
     Every argument is checked, and the model is built from the env's specs, before any frame is
@@ -460,8 +460,8 @@ def identify_groups(
         lr (float, optional): Adam learning rate. Defaults to ``1e-2``.
         heldout_fraction (float, optional): share of the trajectories held out to choose K.
             Defaults to ``0.25``.
-        alpha (float, optional): level of the held-out test: the chance, for a K as good as the
-            best, of being judged worse. Defaults to ``0.01``: a spurious split costs sample
+        alpha (float, optional): level of the held-out test: the chance, for a K as good as one
+            identity per agent (K = N), of being judged worse. Defaults to ``0.01``: a spurious split costs sample
             efficiency on every task where sharing is right, so sharing needs strong evidence
             against it.
         clustering (AgentClustering, optional): the k-means settings (``n_init``); its

@@ -12,16 +12,18 @@ transitions on data the identity model was not fitted on. :func:`identify_groups
    member's embedding in turn, whichever predicts better). K = N is the model as fitted; K = 1
    gives every agent one shared identity.
 3. :func:`compare_partitions`: the chosen K is the smallest whose held-out loss is not worse
-   than the best candidate's beyond the noise of the held-out estimate, judged by a one-sided
-   paired bootstrap over held-out trajectories at level ``alpha``.
+   than that of the finest candidate (K = N: every agent its own identity, the model as fitted)
+   beyond the noise of the held-out estimate, judged by a one-sided paired bootstrap over
+   held-out trajectories at level ``alpha``. The reference is fixed before the data are seen:
+   comparing with the best candidate instead would pick the reference on the same held-out data
+   and make K = 1 look worse by chance more often than ``alpha``.
 
 What this guarantees, and what it does not:
 
 - Exchangeable agents give K = 1: per-agent embeddings can only fit the noise of the training
   trajectories, so on held-out trajectories they predict no better than one shared identity,
-  and K = 1 is kept unless the bootstrap finds it worse by chance (a rate of about ``alpha``
-  against one fixed alternative, somewhat more against the best of N candidates, which is
-  chosen on the same held-out data).
+  and K = 1 is kept unless the bootstrap finds it worse than K = N by chance (a rate of about
+  ``alpha``).
   No threshold on distances between embeddings is involved, so neither the scale of the latent
   space nor the KL weight moves the decision.
 - Agents that differ in what the identity model predicts (next observation and reward given
@@ -207,11 +209,12 @@ class HeldOutEvidence:
         ks (list[int]): the candidates' numbers of groups, ascending.
         loss (list[float]): each candidate's mean held-out loss per transition and agent.
         difference_interval (list[tuple[float, float]]): the bootstrap interval, at level
-            ``1 - alpha``, of each candidate's loss minus the best candidate's.
-        p_value (list[float]): one-sided bootstrap p-value of "this K is no worse than the best";
-            below ``alpha``, K is judged worse.
-        best_k (int): the candidate with the lowest held-out loss.
-        chosen_k (int): the smallest K not judged worse than ``best_k``.
+            ``1 - alpha``, of each candidate's loss minus the reference's.
+        p_value (list[float]): one-sided bootstrap p-value of "this K is no worse than the
+            reference"; below ``alpha``, K is judged worse.
+        reference_k (int): the finest candidate (K = N: every agent its own identity).
+        best_k (int): the candidate with the lowest held-out loss (for information).
+        chosen_k (int): the smallest K not judged worse than ``reference_k``.
         alpha (float): the test's level.
         n_units (int): held-out units (trajectories or blocks) resampled by the bootstrap.
         n_bootstrap (int): bootstrap resamples.
@@ -221,6 +224,7 @@ class HeldOutEvidence:
     loss: list[float]
     difference_interval: list[tuple[float, float]]
     p_value: list[float]
+    reference_k: int
     best_k: int
     chosen_k: int
     alpha: float
@@ -230,15 +234,16 @@ class HeldOutEvidence:
     def describe(self) -> str:
         """The decision in one sentence."""
         i = self.ks.index(self.chosen_k)
+        reference = self.loss[self.ks.index(self.reference_k)]
         text = (
             f"K={self.chosen_k} is the smallest K whose held-out loss ({self.loss[i]:.4g}) is not "
-            f"worse than the best, K={self.best_k} ({min(self.loss):.4g}), beyond noise "
-            f"(one-sided paired bootstrap over {self.n_units} held-out trajectories, "
-            f"alpha={self.alpha:g}, p={self.p_value[i]:.2f})"
+            f"worse than that of one identity per agent, K={self.reference_k} ({reference:.4g}), "
+            f"beyond noise (one-sided paired bootstrap over {self.n_units} held-out "
+            f"trajectories, alpha={self.alpha:g}, p={self.p_value[i]:.2f})"
         )
         if i > 0:
             text += (
-                f"; K={self.ks[i - 1]} is worse by {self.loss[i - 1] - min(self.loss):.3g} "
+                f"; K={self.ks[i - 1]} is worse by {self.loss[i - 1] - reference:.3g} "
                 f"(p={self.p_value[i - 1]:.3f})"
             )
         return text + "."
@@ -253,13 +258,13 @@ def compare_partitions(
     n_bootstrap: int = 2000,
     seed: int | None = None,
 ) -> HeldOutEvidence:
-    """Chooses the smallest K not worse than the best on held-out data, beyond noise.
+    """Chooses the smallest K not worse than the finest candidate on held-out data, beyond noise.
 
-    The loss of candidate ``c`` is ``errors[c].sum() / counts.sum()``. The bootstrap resamples
+    The loss of candidate ``c`` is ``errors[c].sum() / counts.sum()``. The reference is the last
+    candidate (the largest K, e.g. K = N: every agent its own identity). The bootstrap resamples
     the held-out units with replacement, the same resample for every candidate (paired), and
-    recomputes each candidate's loss minus the best candidate's (the best on the whole held-out
-    data). A candidate is worse when that difference is positive in more than ``1 - alpha`` of
-    the resamples.
+    recomputes each candidate's loss minus the reference's. A candidate is worse when that
+    difference is positive in more than ``1 - alpha`` of the resamples.
 
     Args:
         errors (Tensor): summed held-out error per candidate and unit, shape ``[C, U]``.
@@ -293,7 +298,7 @@ def compare_partitions(
     check_int("n_bootstrap", n_bootstrap)
     n_units = errors.shape[1]
     loss = errors.sum(1) / counts.sum()
-    best = int(torch.argmin(loss))
+    best, reference = int(torch.argmin(loss)), len(ks) - 1
     generator = torch.Generator()
     if seed is not None:
         generator.manual_seed(seed)
@@ -301,7 +306,7 @@ def compare_partitions(
     weights = torch.zeros(n_bootstrap, n_units, dtype=torch.float64)
     weights.scatter_add_(1, draws, torch.ones_like(draws, dtype=torch.float64))
     resampled = (weights @ errors.T) / (weights @ counts)[:, None]  # [B, C]
-    difference = resampled - resampled[:, best : best + 1]
+    difference = resampled - resampled[:, reference:]
     p_value = (difference <= 0).double().mean(0)
     low, high = torch.quantile(difference, torch.tensor([alpha / 2, 1 - alpha / 2], dtype=torch.float64), dim=0)
     chosen = next(c for c in range(len(ks)) if p_value[c] >= alpha)
@@ -310,6 +315,7 @@ def compare_partitions(
         loss=loss.tolist(),
         difference_interval=list(zip(low.tolist(), high.tolist())),
         p_value=p_value.tolist(),
+        reference_k=int(ks[reference]),
         best_k=int(ks[best]),
         chosen_k=int(ks[chosen]),
         alpha=float(alpha),

@@ -78,7 +78,7 @@ def plot_embeddings(
     """Saves a 2-D view of the agents' embeddings (their first two principal components, with the
     share of variance each explains), coloured by group and, when ``types`` (the true types) are
     given, in a second panel by type. With ``evidence``, a last panel shows how much worse than
-    the best each candidate K predicted the held-out data, with its bootstrap interval, and
+    one identity per agent (K = N) each candidate K predicted the held-out data, with its bootstrap interval, and
     marks the K chosen.
 
     Each point is labelled with its agent index.
@@ -134,9 +134,8 @@ def plot_embeddings(
 
 
 def _draw_evidence(ax: Axes, evidence: HeldOutEvidence) -> None:
-    """Held-out loss minus the best candidate's, per K, with its bootstrap interval."""
-    best = min(evidence.loss)
-    excess = np.array(evidence.loss) - best
+    """Held-out loss minus the reference's (K = N), per K, with its bootstrap interval."""
+    excess = np.array(evidence.loss) - evidence.loss[evidence.ks.index(evidence.reference_k)]
     low, high = np.array(evidence.difference_interval).T
     ax.errorbar(evidence.ks, excess, yerr=[np.maximum(excess - low, 0), np.maximum(high - excess, 0)],
                 fmt="o-", ms=4, capsize=2)
@@ -144,7 +143,7 @@ def _draw_evidence(ax: Axes, evidence: HeldOutEvidence) -> None:
     ax.axhline(0.0, color="grey", lw=0.8)
     ax.set_yscale("symlog", linthresh=max(1e-4, float(np.abs(np.concatenate([low, high])).max()) * 1e-3))
     ax.set_xlabel("K (k-means partition, one identity per group)")
-    ax.set_ylabel("held-out loss minus the best K's")
+    ax.set_ylabel(f"held-out loss minus K={evidence.reference_k}'s")
     ax.set_title(f"held-out evidence ({evidence.n_units} trajectories, "
                  f"{1 - evidence.alpha:.0%} intervals)")
     ax.legend()
