@@ -356,6 +356,24 @@ def test_delivery_then_a_new_request():
     assert not state["requested"][0, 5] and state["requested"][0].sum() == 4
 
 
+def test_two_deliveries_in_one_step():
+    """Both goals deliver at once: requests are served goal by goal, with various draws."""
+    pair = Pair(TINY, num_envs=32, seed=4)
+    shelf_pos = pair.env._shelf_home.numpy().copy()
+    shelf_pos[[5, 6]] = [[9, 4], [9, 5]]
+    requested = np.zeros(pair.env.n_shelves, dtype=bool)
+    requested[[5, 6, 0, 1]] = True
+    state = {
+        "positions": np.array([[9, 4], [9, 5], [0, 0], [0, 9]]), "directions": np.array([DOWN] * 4),
+        "carrying": np.array([5, 6, -1, -1]), "shelf_positions": shelf_pos, "requested": requested,
+    }
+    pair.set([state] * 32)
+    rewards = pair.step(np.tile([FORWARD, FORWARD, NOOP, NOOP], (32, 1)))
+    assert (rewards[:, :2] == 1).all()
+    # a delivered shelf may be requested again at once by the second goal's draw
+    pair.step(np.tile([NOOP, NOOP, NOOP, NOOP], (32, 1)))
+
+
 # --------------------------------------------------------------------------- episodes, spawns
 
 
