@@ -181,6 +181,7 @@ class ColouredWarehouse(GridWorld):
         self._rotation = rotation[self.agent_types].to(dev)  # [N, 5]
         self._ahead = _AHEAD.to(dev)
         self._turn_left, self._turn_right = _TURN_LEFT.to(dev), _TURN_RIGHT.to(dev)
+        self._cell_codes, self._own_codes = self._code_tables()
         r = self.sensor_range
         window = torch.tensor([[dy, dx] for dy in range(-r, r + 1) for dx in range(-r, r + 1)])
         self._window = window.to(dev)  # [K, 2]
@@ -428,12 +429,13 @@ class ColouredWarehouse(GridWorld):
                 1, slot, height[:, :N] + 1, "amax"
             )
         # rank of every agent's cell by when it was first named (own cell 2i, claimed 2i + 1)
-        named_before = (target_cell[:, None, :] == cell[:, :, None]) & (me[:, None, :] < me[:, :, None])
-        first_named = torch.where(named_before, 2 * me[:, None, :] + 1, 2 * N).amin(-1)
-        first_named = torch.minimum(first_named, 2 * me)
+        cells = self.rows * self.cols
+        claimed = torch.full((E, cells), 2 * N, dtype=torch.long, device=dev)
+        claimed.scatter_reduce_(1, target_cell, 2 * me + 1, "amin")
+        first_named = torch.minimum(claimed.gather(1, cell), 2 * me)
         key = height[:, :N] * (2 * N + 1) + (2 * N - first_named)
         key = torch.where(to_free, key, -1)
-        best_key = torch.full((E, self.rows * self.cols), -1, dtype=torch.long, device=dev)
+        best_key = torch.full((E, cells), -1, dtype=torch.long, device=dev)
         best_key.scatter_reduce_(1, target_cell, key, "amax")
         best = to_free & (best_key.gather(1, target_cell) == key)
         chosen = best & (succ < 0)
@@ -463,6 +465,21 @@ class ColouredWarehouse(GridWorld):
         own = self._shelf_colour[envs, shelf.clamp(min=0)][:, None] == self.colours
         return reward + (at_goal & own & delivered[:, None]).float()
 
+    def _code_tables(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Observation rows of a sensed cell and of an agent's own flags, by their codes."""
+        C = self.n_colours
+        eye = torch.eye(4)
+        agent_rows = [torch.cat([torch.zeros(1), eye[0]])] + [torch.cat([torch.ones(1), eye[d]]) for d in range(4)]
+        shelf_rows = [torch.zeros(C + 1)] + [
+            torch.cat([torch.eye(C)[c], torch.tensor([float(req)])]) for c in range(C) for req in (0, 1)
+        ]
+        cells = torch.stack([torch.cat([a, s]) for a in agent_rows for s in shelf_rows])
+        own = torch.stack([
+            torch.cat([torch.tensor([float(carrying)]), eye[d], torch.tensor([float(corridor)])])
+            for carrying in (0, 1) for d in range(4) for corridor in (0, 1)
+        ])
+        return cells.to(self.device), own.to(self.device)
+
     def _uniform(self) -> torch.Tensor:
         """One uniform number in ``[0, 1)`` per env: the draw of a new request."""
         return torch.rand(self.num_envs, generator=self._rng, device=self.device)
@@ -484,29 +501,15 @@ class ColouredWarehouse(GridWorld):
         seen = flat(pos[:, :, None, :] + self._window).flatten(1)  # [E, N * K]
         agent = agents.gather(1, seen) - 1
         shelf = shelves.gather(1, seen) - 1
-        has_agent = agent >= 0
-        agent_dir = torch.where(has_agent, direction.gather(1, agent.clamp(min=0)), UP)
-        has_shelf = shelf >= 0
-        shelf_colour = torch.nn.functional.one_hot(colour.gather(1, shelf.clamp(min=0)), self.n_colours)
-        sensors = torch.cat(
-            [
-                has_agent[..., None].float(),
-                torch.nn.functional.one_hot(agent_dir, 4).float(),
-                shelf_colour.float() * has_shelf[..., None],
-                (requested.gather(1, shelf.clamp(min=0)) & has_shelf)[..., None].float(),
-            ],
-            -1,
-        ).view(E, N, -1)
-        own = torch.cat(
-            [
-                pos.flip(-1).float(),  # column, row
-                (carry >= 0)[..., None].float(),
-                torch.nn.functional.one_hot(direction, 4).float(),
-                self._highway.flatten()[self._flat(pos)][..., None].float(),
-            ],
-            -1,
-        )
-        return torch.cat([own, sensors], -1)
+        # what a cell shows, as a row of self._cell_codes: 0 / 1 + direction, then 0 / 1 +
+        # 2 * colour + requested
+        agent_code = torch.where(agent >= 0, direction.gather(1, agent.clamp(min=0)) + 1, 0)
+        shelf_state = 2 * colour + requested.long()
+        shelf_code = torch.where(shelf >= 0, shelf_state.gather(1, shelf.clamp(min=0)) + 1, 0)
+        code = agent_code * (2 * self.n_colours + 1) + shelf_code
+        sensors = self._cell_codes[code].view(E, N, -1)
+        own_code = ((carry >= 0).long() * 4 + direction) * 2 + self._highway.flatten()[self._flat(pos)].long()
+        return torch.cat([pos[..., [1, 0]].float(), self._own_codes[own_code], sensors], -1)
 
     # ------------------------------------------------------------------------ rendering
 
