@@ -20,7 +20,7 @@ from tensordict import TensorDict, TensorDictBase
 from torchrl.data import Bounded, Categorical, Composite, OneHot, Unbounded
 from torchrl.envs import EnvBase
 
-__all__ = ["GridWorld", "is_int", "int_at_least"]
+__all__ = ["GridWorld", "is_int", "int_at_least", "check_options"]
 
 
 def is_int(value: Any) -> bool:
@@ -49,6 +49,25 @@ def int_at_least(value: Any, name: str, low: int) -> int:
     if value < low:
         raise ValueError(f"{name} must be >= {low}, got {value!r}")
     return int(value)
+
+
+def check_options(owner: str, kwargs: dict, options: Sequence[str], required: Sequence[str]) -> None:
+    """Raise ``TypeError`` for a setting of ``kwargs`` not in ``options`` or a ``required`` one missing.
+
+    Examples:
+        >>> check_options("Game", {"size": 3, "speed": 1}, ["size"], ["size"])
+        Traceback (most recent call last):
+        ...
+        TypeError: Game got unexpected keyword argument(s) ['speed']; valid ones are ['size']
+    """
+    unknown = sorted(set(kwargs) - set(options))
+    if unknown:
+        raise TypeError(
+            f"{owner} got unexpected keyword argument(s) {unknown}; valid ones are {sorted(options)}"
+        )
+    for name in required:
+        if name not in kwargs:
+            raise TypeError(f"{owner} needs {name}")
 
 
 class GridWorld(EnvBase):
@@ -127,6 +146,28 @@ class GridWorld(EnvBase):
             self._rng.seed()
         else:
             self._rng.manual_seed(seed)
+
+    # ------------------------------------------------------------------------ state
+
+    def _state_values(self, state: TensorDictBase, shapes: dict[str, tuple[int, ...]]) -> dict[str, torch.Tensor]:
+        """The integer entries ``shapes`` of ``state`` on the env's device, checked; ``positions``
+        (and any other key ending in ``positions``), ``[..., 2]`` (row, col), must lie in the grid."""
+        values = {}
+        for key, shape in shapes.items():
+            value = state.get(key, None)
+            if value is None:
+                raise ValueError(f"state must contain {key!r}")
+            if tuple(value.shape) != shape or value.dtype.is_floating_point:
+                raise ValueError(
+                    f"state[{key!r}] must be an integer tensor of shape {shape}, got "
+                    f"{value.dtype} {tuple(value.shape)}"
+                )
+            values[key] = value.to(self.device, torch.bool if value.dtype == torch.bool else torch.long)
+            if key.endswith("positions"):
+                pos = values[key]
+                if (pos < 0).any() or (pos[..., 0] >= self.rows).any() or (pos[..., 1] >= self.cols).any():
+                    raise ValueError(f"state[{key!r}] must lie in the {self.rows} x {self.cols} grid")
+        return values
 
     # ------------------------------------------------------------------------ reset and step
 

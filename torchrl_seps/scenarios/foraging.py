@@ -49,7 +49,7 @@ import torch
 from tensordict import TensorDict, TensorDictBase
 
 from torchrl_seps.scenarios._base import type_color
-from torchrl_seps.scenarios._grid import GridWorld, int_at_least, is_int
+from torchrl_seps.scenarios._grid import GridWorld, check_options, int_at_least, is_int
 
 __all__ = ["LevelBasedForaging", "NONE", "NORTH", "SOUTH", "WEST", "EAST", "LOAD"]
 
@@ -255,15 +255,7 @@ class LevelBasedForaging(GridWorld):
             ...
             ValueError: levels must have 3 entries, got 2: [1, 2]
         """
-        unknown = sorted(set(kwargs) - set(_OPTIONS))
-        if unknown:
-            raise TypeError(
-                f"LevelBasedForaging got unexpected keyword argument(s) {unknown}; "
-                f"valid ones are {sorted(_OPTIONS)}"
-            )
-        for name in ("players", "field_size", "max_num_food"):
-            if name not in kwargs:
-                raise TypeError(f"LevelBasedForaging needs {name}")
+        check_options("LevelBasedForaging", kwargs, _OPTIONS, ("players", "field_size", "max_num_food"))
         players = int_at_least(kwargs["players"], "players", 1)
         size = kwargs["field_size"]
         if is_int(size):
@@ -384,20 +376,8 @@ class LevelBasedForaging(GridWorld):
             "field": (self.num_envs, self.rows, self.cols),
             "food_spawned": (self.num_envs,),
         }
-        values = {}
-        for key, shape in expected.items():
-            value = state.get(key, None)
-            if value is None:
-                raise ValueError(f"state must contain {key!r}")
-            if tuple(value.shape) != shape or value.dtype.is_floating_point:
-                raise ValueError(
-                    f"state[{key!r}] must be an integer tensor of shape {shape}, got "
-                    f"{value.dtype} {tuple(value.shape)}"
-                )
-            values[key] = value.to(self.device, torch.long)
+        values = self._state_values(state, expected)
         pos = values["positions"]
-        if (pos < 0).any() or (pos[..., 0] >= self.rows).any() or (pos[..., 1] >= self.cols).any():
-            raise ValueError(f"state['positions'] must lie in the {self.rows} x {self.cols} grid")
         self._pos, self._levels = pos.clone(), values["levels"].clone()
         self._field, self._food_spawned = values["field"].clone(), values["food_spawned"].clone()
         self._placed[:] = True

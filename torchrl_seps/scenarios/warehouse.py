@@ -58,7 +58,7 @@ import torch
 from tensordict import TensorDict, TensorDictBase
 
 from torchrl_seps.scenarios._base import type_color
-from torchrl_seps.scenarios._grid import GridWorld, int_at_least, is_int
+from torchrl_seps.scenarios._grid import GridWorld, check_options, int_at_least
 
 __all__ = ["ColouredWarehouse", "NOOP", "FORWARD", "LEFT", "RIGHT", "TOGGLE_LOAD"]
 
@@ -218,15 +218,7 @@ class ColouredWarehouse(GridWorld):
             ...
             ValueError: shelf_columns must be odd, got 2
         """
-        unknown = sorted(set(kwargs) - set(_OPTIONS))
-        if unknown:
-            raise TypeError(
-                f"ColouredWarehouse got unexpected keyword argument(s) {unknown}; "
-                f"valid ones are {sorted(_OPTIONS)}"
-            )
-        for name in ("n_agents", "shelf_rows", "shelf_columns"):
-            if name not in kwargs:
-                raise TypeError(f"ColouredWarehouse needs {name}")
+        check_options("ColouredWarehouse", kwargs, _OPTIONS, ("n_agents", "shelf_rows", "shelf_columns"))
         out = {name: int_at_least(kwargs[name], name, 1) for name in ("n_agents", "shelf_rows", "shelf_columns")}
         if out["shelf_columns"] % 2 == 0:
             raise ValueError(f"shelf_columns must be odd, got {out['shelf_columns']}")
@@ -308,21 +300,8 @@ class ColouredWarehouse(GridWorld):
             "positions": (E, N, 2), "directions": (E, N), "carrying": (E, N),
             "shelf_positions": (E, S, 2), "shelf_colours": (E, S), "requested": (E, S),
         }
-        values = {}
-        for key, shape in expected.items():
-            value = state.get(key, None)
-            if value is None:
-                raise ValueError(f"state must contain {key!r}")
-            if tuple(value.shape) != shape or value.dtype.is_floating_point:
-                raise ValueError(
-                    f"state[{key!r}] must be an integer tensor of shape {shape}, got "
-                    f"{value.dtype} {tuple(value.shape)}"
-                )
-            values[key] = value.to(self.device, torch.bool if key == "requested" else torch.long)
-        for key in ("positions", "shelf_positions"):
-            pos = values[key]
-            if (pos < 0).any() or (pos[..., 0] >= self.rows).any() or (pos[..., 1] >= self.cols).any():
-                raise ValueError(f"state[{key!r}] must lie in the {self.rows} x {self.cols} grid")
+        values = self._state_values(state, expected)
+        values["requested"] = values["requested"].bool()
         bounds = {"directions": 4, "carrying": S, "shelf_colours": self.n_colours}
         for key, top in bounds.items():
             low = -1 if key == "carrying" else 0
