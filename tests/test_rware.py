@@ -20,6 +20,7 @@ import pytest
 import torch
 from torchrl.envs import check_env_specs
 
+from conftest import cuda_devices
 from torchrl_seps.scenarios import agent_types, list_presets, make_env, render_rollout, save_gif
 from torchrl_seps.scenarios.warehouse import (
     FORWARD, LEFT, NOOP, RIGHT, TOGGLE_LOAD, ColouredWarehouse,
@@ -377,24 +378,33 @@ def test_two_deliveries_in_one_step():
 # --------------------------------------------------------------------------- episodes, spawns
 
 
-def test_make_env_episode_ends_with_the_reference_after_500_steps():
-    env = make_env("crware-tiny-4ag-1colour", num_envs=2, seed=3)
+@pytest.mark.parametrize("device", cuda_devices())
+def test_make_env_episode_ends_with_the_reference_after_500_steps(device):
+    """A whole episode from our reset, on every device: observations, rewards and the end."""
+    env = make_env("crware-tiny-4ag-1colour", num_envs=2, seed=3, device=device)
     td = env.reset()
-    state = env.base_env.get_state()
+    state = env.base_env.get_state().cpu()
     refs = [reference(TINY, e) for e in range(2)]
     for e, ref in enumerate(refs):
         ref.max_steps = 500
         obs = put_state(ref, {k: v[e].numpy() for k, v in state.items()})
-        np.testing.assert_array_equal(td["agents", "observation"][e].numpy(), obs)
+        np.testing.assert_array_equal(td["agents", "observation"][e].cpu().numpy(), obs)
     rng = np.random.default_rng(0)
+    same = [True, True]  # until a delivery draws a new request (not injected here)
     for t in range(500):
         actions = rng.integers(0, 5, size=(2, 4))
-        td["agents", "action"] = torch.as_tensor(actions)
+        td["agents", "action"] = torch.as_tensor(actions, device=device)
         out = env.step(td)["next"]
+        cpu = out.cpu()
         for e, ref in enumerate(refs):
-            _, _, done, _, _ = ref.step(list(actions[e]))
-            assert bool(out["done"][e]) == done == (t == 499)
-            assert bool(out["truncated"][e]) == done and not out["terminated"][e]
+            obs, reward, done, _, _ = ref.step(list(actions[e]))
+            if same[e]:
+                np.testing.assert_array_equal(cpu["agents", "reward"][e, :, 0].numpy(), np.float32(reward))
+                same[e] = not any(reward)
+            if same[e]:
+                np.testing.assert_array_equal(cpu["agents", "observation"][e].numpy(), np.stack(obs))
+            assert bool(cpu["done"][e]) == done == (t == 499)
+            assert bool(cpu["truncated"][e]) == done and not cpu["terminated"][e]
         if t < 499:
             td = out
 
