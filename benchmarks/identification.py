@@ -20,7 +20,8 @@ silhouette over 2..N-1 on the same embeddings (the embedding-only rule, which ca
 collected on bps-2 and bps-4.
 
 Run ``python benchmarks/identification.py`` (about 30 minutes on 2 CPU cores), ``--suite zoo``
-for VMAS's scenarios only, ``--suite lbf`` for the level-based foraging presets, ``--seeds 2`` for a quick look. ``--threads`` sets torch's
+for VMAS's scenarios only, ``--suite lbf`` for the level-based foraging presets, ``--suite crware``
+for the coloured warehouse presets, ``--seeds 2`` for a quick look. ``--threads`` sets torch's
 intra-op threads (1 by default: on a busy 2-core machine two threads per process oversubscribe
 the cores).
 """
@@ -90,7 +91,9 @@ ZOO = [
 # Level-based foraging with hidden fixed levels (types = levels), and its all-level-1 control
 LBF = [Task(name, name) for name in ["lbf-8x8-3p-2f", "lbf-10x10-6p-3f", "lbf-15x15-9p-4f",
                                      "lbf-8x8-3p-2f-coop", "lbf-10x10-6p-3f-homogeneous"]]
-SUITES = {"presets": PRESETS, "zoo": ZOO, "lbf": LBF, "all": PRESETS + ZOO}
+# Coloured warehouse: colours differ in rewarded shelves and in rotated actions; one-colour control
+CRWARE = [Task(name, name) for name in ["crware-tiny-4ag", "crware-small-8ag", "crware-tiny-4ag-1colour"]]
+SUITES = {"presets": PRESETS, "zoo": ZOO, "lbf": LBF, "crware": CRWARE, "all": PRESETS + ZOO}
 NUM_ENVS = 64
 FRAMES_SWEEP = [1_600, 3_200, 6_400, 12_800, 25_600]
 SWEEP_PRESETS = ["bps-2", "bps-4"]
@@ -203,7 +206,7 @@ def main() -> None:
 
         pathlib.Path(args.plots).mkdir(parents=True, exist_ok=True)
     rows = [run(task, seed, plots=args.plots) for task in tasks for seed in range(args.seeds)]
-    for suite in ("presets", "zoo", "lbf"):
+    for suite in ("presets", "zoo", "lbf", "crware"):
         suite_rows = [r for r in rows if r["task"] in {t.label for t in SUITES[suite]}]
         if suite_rows:
             print(f"\n### {suite}: automatic K at the defaults ({args.seeds} seeds, {NUM_ENVS} envs)\n")

@@ -4,6 +4,8 @@
 - :class:`RotatedNavigation`: the agents' types differ in how their actions move them.
 - :class:`LevelBasedForaging`: a batched torch grid world (not VMAS) whose agents differ in
   hidden levels, i.e. in what they can load.
+- :class:`ColouredWarehouse`: the coloured robotic warehouse (C-RWARE), a batched torch grid
+  world whose agents differ in colour: which shelves reward them and how their actions act.
 - :func:`make_env`, :func:`list_presets`, :func:`agent_types`: named tasks (``"bps-1"`` ..
   ``"bps-6"``, ``"rotnav-2x4"``, ``"lbf-8x8-3p-2f"``, ...) as TorchRL environments, and their
   ground truth.
@@ -17,9 +19,11 @@ from torchrl_seps.scenarios.foraging import LevelBasedForaging
 from torchrl_seps.scenarios.presets import PRESETS, Preset, agent_types, list_presets, make_env
 from torchrl_seps.scenarios.render import render_rollout, save_gif
 from torchrl_seps.scenarios.rotated_navigation import RotatedNavigation
+from torchrl_seps.scenarios.warehouse import ColouredWarehouse
 
 __all__ = [
     "BlindParticleSpread",
+    "ColouredWarehouse",
     "LevelBasedForaging",
     "RotatedNavigation",
     "DiscreteActionTable",

@@ -47,10 +47,9 @@ from typing import Any
 import numpy as np
 import torch
 from tensordict import TensorDict, TensorDictBase
-from torchrl.data import Bounded, Categorical, Composite, OneHot, Unbounded
-from torchrl.envs import EnvBase
 
 from torchrl_seps.scenarios._base import type_color
+from torchrl_seps.scenarios._grid import GridWorld, check_options, int_at_least, is_int
 
 __all__ = ["LevelBasedForaging", "NONE", "NORTH", "SOUTH", "WEST", "EAST", "LOAD"]
 
@@ -67,21 +66,9 @@ _OPTIONS = (
 )
 
 
-def _is_int(value: Any) -> bool:
-    return not isinstance(value, bool) and isinstance(value, numbers.Integral)
-
-
-def _int_at_least(value: Any, name: str, low: int) -> int:
-    if not _is_int(value):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
-    if value < low:
-        raise ValueError(f"{name} must be >= {low}, got {value!r}")
-    return int(value)
-
-
 def _int_list(value: Any, name: str, length: int, low: int) -> tuple[int, ...]:
     """A scalar broadcast to ``length`` entries, or a sequence of exactly ``length`` ints."""
-    if _is_int(value):
+    if is_int(value):
         value = [value] * length
     if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
         raise TypeError(
@@ -91,7 +78,7 @@ def _int_list(value: Any, name: str, length: int, low: int) -> tuple[int, ...]:
     if len(value) != length:
         raise ValueError(f"{name} must have {length} entries, got {len(value)}: {value!r}")
     for v in value:
-        if not _is_int(v):
+        if not is_int(v):
             raise TypeError(f"{name} must contain ints, got {v!r} in {value!r}")
         if v < low:
             raise ValueError(f"every entry of {name} must be >= {low}, got {value!r}")
@@ -104,7 +91,7 @@ def _canonical(values: Sequence[int]) -> list[int]:
     return [seen.setdefault(v, len(seen)) for v in values]
 
 
-class LevelBasedForaging(EnvBase):
+class LevelBasedForaging(GridWorld):
     """``num_envs`` Level-Based Foraging grid worlds, stepped together in torch.
 
     Agents are in one group ``"agents"``: ``("agents", "observation")`` (float32
@@ -187,7 +174,6 @@ class LevelBasedForaging(EnvBase):
         device: str | torch.device = "cpu",
         seed: int | None = None,
     ) -> None:
-        num_envs = _int_at_least(num_envs, "num_envs", 1)
         config = self.validate_config(
             players=players, field_size=field_size, max_num_food=max_num_food, sight=sight,
             levels=levels, min_player_level=min_player_level,
@@ -196,11 +182,7 @@ class LevelBasedForaging(EnvBase):
             normalize_reward=normalize_reward, observe_agent_levels=observe_agent_levels,
             penalty=penalty,
         )
-        if not isinstance(categorical_actions, bool):
-            raise TypeError(f"categorical_actions must be a bool, got {categorical_actions!r}")
-        super().__init__(batch_size=torch.Size([num_envs]), device=device)
-        self.num_envs = num_envs
-        self.n_agents: int = config["players"]
+        super().__init__(num_envs, config["players"], N_ACTIONS, categorical_actions, device)
         self.rows, self.cols = config["field_size"]
         self.max_num_food: int = config["max_num_food"]
         self.sight: int = config["sight"]
@@ -208,7 +190,6 @@ class LevelBasedForaging(EnvBase):
         self.normalize_reward: bool = config["normalize_reward"]
         self.observe_agent_levels: bool = config["observe_agent_levels"]
         self.penalty: float = config["penalty"]
-        self.categorical_actions = categorical_actions
         self.fixed_levels: tuple[int, ...] | None = config["levels"]
         n, dev = self.n_agents, self.device
         if self.fixed_levels is not None:
@@ -248,40 +229,11 @@ class LevelBasedForaging(EnvBase):
         self._placed = torch.zeros(num_envs, dtype=torch.bool, device=dev)
 
         per_agent = 3 if self.observe_agent_levels else 2
-        self.obs_dim = 3 * self.max_num_food + per_agent * n
         low_obs = [-1, -1, 0] * self.max_num_food + [-1, -1, 0][:per_agent] * n
         high_obs = [self.rows - 1, self.cols - 1, top_food] * self.max_num_food + (
             [self.rows - 1, self.cols - 1, max(high)][:per_agent] * n
         )
-        shape = (num_envs, n)
-        bound = lambda v: torch.tensor(v, dtype=torch.float32, device=dev).expand(*shape, -1)
-        self.observation_spec = Composite(
-            agents=Composite(
-                observation=Bounded(
-                    low=bound(low_obs), high=bound(high_obs), shape=(*shape, self.obs_dim),
-                    dtype=torch.float32, device=dev,
-                ),
-                shape=shape,
-            ),
-            shape=(num_envs,),
-        )
-        action = (
-            Categorical(N_ACTIONS, shape=shape, device=dev) if categorical_actions
-            else OneHot(N_ACTIONS, shape=(*shape, N_ACTIONS), device=dev)
-        )
-        self.action_spec = Composite(
-            agents=Composite(action=action, shape=shape), shape=(num_envs,)
-        )
-        self.reward_spec = Composite(
-            agents=Composite(reward=Unbounded(shape=(*shape, 1), device=dev), shape=shape),
-            shape=(num_envs,),
-        )
-        flag = lambda: Categorical(2, shape=(num_envs, 1), dtype=torch.bool, device=dev)
-        self.done_spec = Composite(
-            done=flag(), terminated=flag(), truncated=flag(), shape=(num_envs,)
-        )
-        self._rng: torch.Generator | None = None
-        self._obs: torch.Tensor | None = None  # observation of the current state
+        self._make_specs(low_obs, high_obs)
         self.set_seed(seed)
 
     # ------------------------------------------------------------------------ configuration
@@ -303,29 +255,21 @@ class LevelBasedForaging(EnvBase):
             ...
             ValueError: levels must have 3 entries, got 2: [1, 2]
         """
-        unknown = sorted(set(kwargs) - set(_OPTIONS))
-        if unknown:
-            raise TypeError(
-                f"LevelBasedForaging got unexpected keyword argument(s) {unknown}; "
-                f"valid ones are {sorted(_OPTIONS)}"
-            )
-        for name in ("players", "field_size", "max_num_food"):
-            if name not in kwargs:
-                raise TypeError(f"LevelBasedForaging needs {name}")
-        players = _int_at_least(kwargs["players"], "players", 1)
+        check_options("LevelBasedForaging", kwargs, _OPTIONS, ("players", "field_size", "max_num_food"))
+        players = int_at_least(kwargs["players"], "players", 1)
         size = kwargs["field_size"]
-        if _is_int(size):
+        if is_int(size):
             size = (size, size)
-        if not (isinstance(size, Sequence) and len(size) == 2 and all(map(_is_int, size))):
+        if not (isinstance(size, Sequence) and len(size) == 2 and all(map(is_int, size))):
             raise TypeError(f"field_size must be an int or (rows, cols), got {size!r}")
         if min(size) < 3:
             raise ValueError(f"field_size must be at least 3 x 3, got {tuple(size)}")
         rows, cols = int(size[0]), int(size[1])
-        foods = _int_at_least(kwargs["max_num_food"], "max_num_food", 1)
+        foods = int_at_least(kwargs["max_num_food"], "max_num_food", 1)
         if foods > rows * cols:
             raise ValueError(f"max_num_food must fit on the {rows} x {cols} grid, got {foods}")
         sight = kwargs.get("sight")
-        sight = max(rows, cols) if sight is None else _int_at_least(sight, "sight", 1)
+        sight = max(rows, cols) if sight is None else int_at_least(sight, "sight", 1)
         if players > rows * cols:
             raise ValueError(f"players must fit on the {rows} x {cols} grid, got {players}")
         levels = kwargs.get("levels")
@@ -376,13 +320,6 @@ class LevelBasedForaging(EnvBase):
             "min_food_level": min_food,
             "max_food_level": max_food, **flags, "penalty": float(penalty),
         }
-
-    def _set_seed(self, seed: int | None) -> None:
-        self._rng = torch.Generator(device=self.device)
-        if seed is None:
-            self._rng.seed()
-        else:
-            self._rng.manual_seed(seed)
 
     # ------------------------------------------------------------------------ state
 
@@ -439,36 +376,14 @@ class LevelBasedForaging(EnvBase):
             "field": (self.num_envs, self.rows, self.cols),
             "food_spawned": (self.num_envs,),
         }
-        values = {}
-        for key, shape in expected.items():
-            value = state.get(key, None)
-            if value is None:
-                raise ValueError(f"state must contain {key!r}")
-            if tuple(value.shape) != shape or value.dtype.is_floating_point:
-                raise ValueError(
-                    f"state[{key!r}] must be an integer tensor of shape {shape}, got "
-                    f"{value.dtype} {tuple(value.shape)}"
-                )
-            values[key] = value.to(self.device, torch.long)
+        values = self._state_values(state, expected)
         pos = values["positions"]
-        if (pos < 0).any() or (pos[..., 0] >= self.rows).any() or (pos[..., 1] >= self.cols).any():
-            raise ValueError(f"state['positions'] must lie in the {self.rows} x {self.cols} grid")
         self._pos, self._levels = pos.clone(), values["levels"].clone()
         self._field, self._food_spawned = values["field"].clone(), values["food_spawned"].clone()
         self._placed[:] = True
         return self._observe()
 
     # ------------------------------------------------------------------------ reset
-
-    def _reset(self, tensordict: TensorDictBase | None = None, **kwargs: Any) -> TensorDictBase:
-        mask = None if tensordict is None else tensordict.get("_reset", None)
-        if mask is None:
-            mask = torch.ones(self.num_envs, dtype=torch.bool, device=self.device)
-        else:
-            mask = mask.reshape(self.num_envs).to(self.device)
-        which = mask.nonzero().squeeze(1)
-        self._spawn(which)
-        return self._observe(None if which.numel() == self.num_envs else which)
 
     def _uniform_cell(self, free: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One cell drawn uniformly among the ``free`` ones ``[E, R, C]``; and whether any was."""
@@ -483,10 +398,7 @@ class LevelBasedForaging(EnvBase):
         return low + torch.minimum((u * (high - low + 1)).long(), high - low)
 
     def _spawn(self, which: torch.Tensor) -> None:
-        """New episodes in the environments ``which`` (indices; only those are drawn)."""
         E, N, R, C, dev = which.numel(), self.n_agents, self.rows, self.cols, self.device
-        if E == 0:
-            return
         rows = torch.arange(E, device=dev)
         # agents, one at a time, on cells that no agent holds: the new cells of the agents
         # placed before, the previous cells of the others and its own (after a first reset)
@@ -548,10 +460,7 @@ class LevelBasedForaging(EnvBase):
         return torch.where(inside, level, torch.zeros_like(level))
 
     def _step(self, tensordict: TensorDictBase) -> TensorDictBase:
-        action = tensordict.get(("agents", "action")).to(self.device)
-        if not self.categorical_actions:
-            action = action.long().argmax(-1)
-        action = action.long().reshape(self.num_envs, self.n_agents)
+        action = self._actions(tensordict)
         E, N = self.num_envs, self.n_agents
         pos = self._pos
         # 1. invalid actions become NONE
@@ -577,12 +486,7 @@ class LevelBasedForaging(EnvBase):
             reward = self._load(loading, pos, reward)
         # 4. termination
         terminated = self._field.flatten(1).amax(1, keepdim=True) == 0
-        out = self._observe()
-        out.set(("agents", "reward"), reward.to(torch.float32)[..., None])
-        out.set("done", terminated.clone())
-        out.set("terminated", terminated)
-        out.set("truncated", torch.zeros_like(terminated))
-        return out
+        return self._step_output(reward, terminated)
 
     def _load(self, loading: torch.Tensor, pos: torch.Tensor, reward: torch.Tensor) -> torch.Tensor:
         """Rule 3 in the environments where some agent loads; returns the rewards."""
@@ -627,18 +531,6 @@ class LevelBasedForaging(EnvBase):
         return reward
 
     # ------------------------------------------------------------------------ observation
-
-    def _observe(self, which: torch.Tensor | None = None) -> TensorDict:
-        """The observation TensorDict of every env; only envs ``which`` are recomputed."""
-        if which is None or self._obs is None:
-            self._obs = self._observation()
-        else:
-            self._obs = self._obs.clone()
-            self._obs[which] = self._observation(which)
-        return TensorDict(
-            {"agents": TensorDict({"observation": self._obs}, batch_size=(self.num_envs, self.n_agents))},
-            batch_size=self.batch_size, device=self.device,
-        )
 
     def _observation(self, which: torch.Tensor | None = None) -> torch.Tensor:
         """Observations ``[E, players, obs_dim]`` of all envs, or of envs ``which``."""
@@ -711,19 +603,7 @@ class LevelBasedForaging(EnvBase):
             >>> env.render(mode="rgb_array", env_index=1).shape
             (289, 289, 3)
         """
-        from PIL import Image, ImageDraw
-
-        if mode != "rgb_array":
-            raise ValueError(f"mode must be 'rgb_array', got {mode!r}")
-        if not _is_int(env_index) or not 0 <= env_index < self.num_envs:
-            raise ValueError(f"env_index must be an int in [0, {self.num_envs}), got {env_index!r}")
-        h, w = self.rows * cell + 1, self.cols * cell + 1
-        image = Image.new("RGB", (w, h), (255, 255, 255))
-        draw = ImageDraw.Draw(image)
-        for r in range(self.rows + 1):
-            draw.line([(0, r * cell), (w, r * cell)], fill=(60, 60, 60))
-        for c in range(self.cols + 1):
-            draw.line([(c * cell, 0), (c * cell, h)], fill=(60, 60, 60))
+        image, draw = self._canvas(mode, env_index, self.rows, self.cols, cell)
         field = self._field[env_index].cpu()
         for r, c in field.nonzero().tolist():
             box = [c * cell + 6, r * cell + 6, (c + 1) * cell - 6, (r + 1) * cell - 6]

@@ -19,14 +19,25 @@ lbf-15x15-9p-4f    9        3 (3x3)  30    ability: hidden levels (i % 3) + 1
 lbf-8x8-3p-2f-coop 3        3 (1x3)  12    ability; every food needs all three agents
 lbf-10x10-6p-3f-   6        1        21    nothing: all level 1 (control of lbf-10x10-6p-3f)
 homogeneous
+crware-tiny-4ag    4        2 (2x2)  80    goal (own-colour shelves) and dynamics (rotated actions)
+crware-tiny-4ag-   4        2 (2x2)  80    the same, 2 requests at once instead of 4
+hard
+crware-small-8ag   8        2 (4x2)  80    goal and dynamics; 2 shelf rows, 80 shelves
+crware-medium-16ag 16       2 (8x2)  80    goal and dynamics; 2 x 5 shelf blocks, 144 shelves
+crware-tiny-4ag-   4        1        71    nothing: rware-tiny-4ag-v2 (control of crware-tiny-4ag)
+1colour
 ================== ======== ======== ===== ========================================================
 
-All presets have 50-step episodes. Through :func:`make_env` the VMAS presets have 5 discrete
+The ``crware-`` presets have 500-step episodes, all others 50-step ones. Through :func:`make_env` the VMAS presets have 5 discrete
 actions (no-op, -x, +x, -y, +y) unless ``continuous_actions=True``; the ``lbf-`` presets are
 :class:`~torchrl_seps.scenarios.LevelBasedForaging` grid worlds (batched torch, not VMAS) with
 6 discrete actions (none, north, south, west, east, load), full sight, no penalty, food levels
 from 1 to the sum of the three lowest agent levels, and agent levels fixed by index and
-absent from observations.
+absent from observations. The ``crware-`` presets are
+:class:`~torchrl_seps.scenarios.ColouredWarehouse` grid worlds (batched torch) with 5 discrete
+actions (noop, forward, left, right, toggle load; rotated per colour), ``rware``'s tiny /
+small / medium layouts (column height 8), sensor range 1 and one request per agent (half as
+many for ``-hard``).
 """
 from __future__ import annotations
 
@@ -44,7 +55,9 @@ from torchrl_seps.scenarios._base import TypedScenario
 from torchrl_seps.scenarios.actions import FIVE_MOVES, DiscreteActionTable
 from torchrl_seps.scenarios.blind_spread import BlindParticleSpread
 from torchrl_seps.scenarios.foraging import LevelBasedForaging
+from torchrl_seps.scenarios._grid import GridWorld
 from torchrl_seps.scenarios.rotated_navigation import RotatedNavigation
+from torchrl_seps.scenarios.warehouse import ColouredWarehouse
 
 __all__ = ["Preset", "PRESETS", "list_presets", "make_env", "agent_types"]
 
@@ -147,6 +160,36 @@ PRESETS.update({
     ),
 })
 
+
+
+def _crware(agents: int, rows: int, columns: int, colours: int = 2, queue: int | None = None) -> dict:
+    return dict(n_agents=agents, shelf_rows=rows, shelf_columns=columns, n_colours=colours,
+                request_queue_size=queue)
+
+
+PRESETS.update({
+    "crware-tiny-4ag": Preset(
+        ColouredWarehouse, _crware(4, 1, 3), "Coloured warehouse (rware tiny), 4 agents of 2 colours",
+        max_steps=500,
+    ),
+    "crware-tiny-4ag-hard": Preset(
+        ColouredWarehouse, _crware(4, 1, 3, queue=2),
+        "Coloured warehouse (rware tiny, hard: 2 requests), 4 agents of 2 colours", max_steps=500,
+    ),
+    "crware-small-8ag": Preset(
+        ColouredWarehouse, _crware(8, 2, 3), "Coloured warehouse (rware small), 8 agents of 2 colours",
+        max_steps=500,
+    ),
+    "crware-medium-16ag": Preset(
+        ColouredWarehouse, _crware(16, 2, 5),
+        "Coloured warehouse (rware medium), 16 agents of 2 colours", max_steps=500,
+    ),
+    "crware-tiny-4ag-1colour": Preset(
+        ColouredWarehouse, _crware(4, 1, 3, colours=1),
+        "Coloured warehouse control, one colour: rware-tiny-4ag-v2", max_steps=500,
+    ),
+})
+
 _VMAS_SCENARIOS: tuple[str, ...] = tuple(
     sorted({*vmas.scenarios, *vmas.mpe_scenarios, *vmas.debug_scenarios})
 )
@@ -166,7 +209,7 @@ def list_presets(vmas_scenarios: bool = False) -> dict[str, str]:
     Examples:
         >>> names = list(list_presets())
         >>> names[:3], len(names)
-        (['bps-1', 'bps-2', 'bps-3'], 15)
+        (['bps-1', 'bps-2', 'bps-3'], 20)
         >>> list_presets()["rotnav-2x4"]
         'Rotated-controls navigation, 8 agents, 2 types (controls rotated by 0 / 180 deg)'
         >>> "navigation" in list_presets(vmas_scenarios=True)
@@ -228,7 +271,9 @@ def make_env(
             (``"navigation"``, ...). The ``lbf-`` presets build a
             :class:`~torchrl_seps.scenarios.LevelBasedForaging` (6 discrete actions, no
             ``continuous_actions``) instead of a ``VmasEnv``; food exhausted is
-            ``terminated``, the 50-step limit ``truncated``.
+            ``terminated``, the 50-step limit ``truncated``. The ``crware-`` presets build a
+            :class:`~torchrl_seps.scenarios.ColouredWarehouse` (5 discrete actions), with
+            a 500-step limit.
         num_envs (int): number of vectorised environments (the batch size).
         device: torch device of the simulation. Default ``"cpu"``.
         seed (int, optional): seed of the simulator's random numbers (spawn positions).
@@ -288,7 +333,7 @@ def make_env(
     check_int("max_steps", max_steps, optional=True)
 
     if preset is not None and issubclass(preset.scenario, EnvBase):
-        # a batched torch grid world: its own 6 discrete actions
+        # a batched torch grid world: its own discrete actions
         if continuous:
             raise ValueError(f"continuous_actions must be False for {name!r} (a grid world), got True")
         scenario_kwargs = preset.scenario.validate_config(**{**preset.kwargs, **overrides})
@@ -335,13 +380,13 @@ def _scenario_of(env: Any) -> Any:
     """The VMAS scenario behind a TorchRL env, a VMAS environment, or a scenario itself."""
     if isinstance(env, TransformedEnv):
         env = env.base_env
-    if isinstance(env, LevelBasedForaging):
+    if isinstance(env, GridWorld):
         return env
     # VmasEnv forwards unknown attributes to the wrapped vmas Environment.
     scenario = getattr(env, "scenario", env)
     if not isinstance(scenario, vmas.simulator.scenario.BaseScenario):
         raise TypeError(
-            "agent_types needs a VMAS-based environment or scenario or a LevelBasedForaging, "
+            "agent_types needs a VMAS-based environment or scenario or a batched grid world, "
             f"got {type(env).__name__}"
         )
     return scenario
@@ -352,7 +397,8 @@ def agent_types(env: Any) -> torch.Tensor | None:
 
     Args:
         env: an environment from :func:`make_env` (or any TorchRL env over a VMAS env or a
-            :class:`~torchrl_seps.scenarios.LevelBasedForaging`), a ``vmas`` environment, or a
+            :class:`~torchrl_seps.scenarios.LevelBasedForaging` or
+            :class:`~torchrl_seps.scenarios.ColouredWarehouse`), a ``vmas`` environment, or a
             scenario instance.
 
     Returns:
@@ -366,6 +412,8 @@ def agent_types(env: Any) -> torch.Tensor | None:
         True
         >>> agent_types(make_env("lbf-10x10-6p-3f", num_envs=2)).tolist()  # levels 1, 2, 3, 1, 2, 3
         [0, 1, 2, 0, 1, 2]
+        >>> agent_types(make_env("crware-tiny-4ag", num_envs=2)).tolist()  # colours
+        [0, 0, 1, 1]
     """
     scenario = _scenario_of(env)
     types = getattr(scenario, "agent_types", None)

@@ -1,22 +1,25 @@
-"""Level-Based Foraging speed: our batched torch env against the ``lbforaging`` package.
+"""Grid-world speed: our batched torch envs against their reference packages.
 
-For every preset and number of environments, uniformly random actions (6 per agent):
+For every preset and number of environments, uniformly random actions:
 
 - ``make_env rollout``: ``make_env(name, n).rollout(steps)``, i.e. :class:`LevelBasedForaging`
-  with the ``StepCounter`` and ``RewardSum`` transforms, as users get it;
-- ``lbforaging, serial loop``: ``n`` copies of ``lbforaging``'s ``ForagingEnv`` (same
-  settings: hidden fixed levels expressed as ``min_player_level = max_player_level``,
-  ``observe_agent_levels=False``) stepped one after the other in a Python loop, with a reset
-  whenever an episode ends. It runs one env at a time, so its rate does not depend on ``n``;
-  TorchRL's ``ParallelEnv`` could at most multiply it by the number of cores (2 here).
+  or :class:`ColouredWarehouse` with the ``StepCounter`` and ``RewardSum`` transforms, as users
+  get it;
+- ``reference, serial loop``: ``n`` copies of the reference stepped one after the other in a
+  Python loop, with a reset whenever an episode ends: ``lbforaging``'s ``ForagingEnv`` for the
+  ``lbf-`` presets (same settings: hidden fixed levels expressed as ``min_player_level =
+  max_player_level``, ``observe_agent_levels=False``), ``rware``'s ``Warehouse`` for the
+  ``crware-`` presets (same layout, agents and request queue; ``rware`` has no colours). It
+  runs one env at a time, so its rate does not depend on ``n``; TorchRL's ``ParallelEnv``
+  could at most multiply it by the number of cores (2 here).
 
 An env-step is one step of one environment (all agents). Each cell is the median over
 ``--rounds`` rounds; a round of our env is ``--steps`` steps of all ``n`` envs, one of the
 reference is ``--ref-steps`` env-steps in total.
 
-    python benchmarks/lbf_speed.py                     # 3 presets at 1, 64, 1024 envs
-    python benchmarks/lbf_speed.py --threads 1
-    python benchmarks/lbf_speed.py --device cuda --num-envs 1024 16384
+    python benchmarks/grid_speed.py --presets lbf-8x8-3p-2f  # at 1, 64, 1024 envs
+    python benchmarks/grid_speed.py --threads 1               # the crware- presets
+    python benchmarks/grid_speed.py --device cuda --num-envs 1024 16384
 """
 from __future__ import annotations
 
@@ -27,33 +30,52 @@ import time
 import numpy as np
 import torch
 
-from torchrl_seps.scenarios import PRESETS, make_env
+from torchrl_seps.scenarios import PRESETS, ColouredWarehouse, LevelBasedForaging, make_env
 
-PRESETS_DEFAULT = ["lbf-8x8-3p-2f", "lbf-10x10-6p-3f", "lbf-15x15-9p-4f"]
+PRESETS_DEFAULT = ["crware-tiny-4ag", "crware-small-8ag", "crware-medium-16ag"]
+
+
+def _foraging(kw: dict, max_steps: int):
+    from lbforaging.foraging.environment import ForagingEnv
+
+    levels = list(kw["levels"])
+    return ForagingEnv(
+        players=kw["players"], min_player_level=levels, max_player_level=levels,
+        min_food_level=1, max_food_level=None, field_size=(kw["field_size"],) * 2,
+        max_num_food=kw["max_num_food"], sight=kw["field_size"], max_episode_steps=max_steps,
+        force_coop=kw["force_coop"], observe_agent_levels=False,
+    )
+
+
+def _warehouse(kw: dict, max_steps: int):
+    from rware.warehouse import RewardType, Warehouse
+
+    return Warehouse(
+        shelf_columns=kw["shelf_columns"], column_height=8, shelf_rows=kw["shelf_rows"],
+        n_agents=kw["n_agents"], msg_bits=0, sensor_range=1,
+        request_queue_size=kw["request_queue_size"] or kw["n_agents"], max_inactivity_steps=None,
+        max_steps=max_steps, reward_type=RewardType.INDIVIDUAL,
+    )
+
+
+REFERENCES = {LevelBasedForaging: ("lbforaging", _foraging), ColouredWarehouse: ("rware", _warehouse)}
 
 
 def reference_envs(name: str, num_envs: int, seed: int = 0) -> list:
-    from lbforaging.foraging.environment import ForagingEnv
-
-    kw = PRESETS[name].kwargs
-    levels = list(kw["levels"])
+    preset = PRESETS[name]
+    _, build = REFERENCES[preset.scenario]
     envs = []
     for e in range(num_envs):
-        env = ForagingEnv(
-            players=kw["players"], min_player_level=levels, max_player_level=levels,
-            min_food_level=1, max_food_level=None, field_size=(kw["field_size"],) * 2,
-            max_num_food=kw["max_num_food"], sight=kw["field_size"], max_episode_steps=50,
-            force_coop=kw["force_coop"], observe_agent_levels=False,
-        )
+        env = build(preset.kwargs, preset.max_steps)
         env.reset(seed=seed + e)
         envs.append(env)
     return envs
 
 
-def time_reference(envs: list, total_steps: int, rng: np.random.Generator) -> float:
+def time_reference(envs: list, total_steps: int, n_actions: int, rng: np.random.Generator) -> float:
     """Seconds for ``total_steps`` env-steps, cycling through ``envs``."""
     n_agents = envs[0].n_agents
-    actions = rng.integers(0, 6, size=(total_steps, n_agents)).tolist()
+    actions = rng.integers(0, n_actions, size=(total_steps, n_agents)).tolist()
     start = time.perf_counter()
     for t in range(total_steps):
         env = envs[t % len(envs)]
@@ -76,20 +98,21 @@ def main() -> None:
     device = torch.device(args.device)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    import lbforaging  # noqa: F401  (fail early when the reference is missing)
     from importlib.metadata import version
+
+    packages = sorted({REFERENCES[PRESETS[name].scenario][0] for name in args.presets})
 
     label = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     print(f"# env-steps/s, median of {args.rounds} rounds, random actions ({label})")
-    print(f"# torch {torch.__version__}, lbforaging {version('lbforaging')}")
-    header = ["preset", "agents", "envs", "make_env rollout", "lbforaging, serial loop", "ratio"]
+    print(f"# torch {torch.__version__}, " + ", ".join(f"{p} {version(p)}" for p in packages))
+    header = ["preset", "agents", "envs", "make_env rollout", "reference, serial loop", "ratio"]
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header), flush=True)
     rng = np.random.default_rng(0)
     for name in args.presets:
-        n_agents = PRESETS[name].kwargs["players"]
         for num_envs in args.num_envs:
             env = make_env(name, num_envs, device=device, seed=0)
+            n_agents, n_actions = env.base_env.n_agents, env.base_env.n_actions
             env.rollout(3)
             refs = reference_envs(name, num_envs)
             ours, theirs = [], []
@@ -101,7 +124,7 @@ def main() -> None:
                 if device.type == "cuda":
                     torch.cuda.synchronize(device)
                 ours.append(num_envs * args.steps / (time.perf_counter() - start))
-                theirs.append(args.ref_steps / time_reference(refs, args.ref_steps, rng))
+                theirs.append(args.ref_steps / time_reference(refs, args.ref_steps, n_actions, rng))
             a, b = statistics.median(ours), statistics.median(theirs)
             print(f"| {name} | {n_agents} | {num_envs} | {a / 1e3:.1f}k | {b / 1e3:.1f}k | {a / b:.1f}x |",
                   flush=True)

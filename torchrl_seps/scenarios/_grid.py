@@ -1,0 +1,240 @@
+"""Shared machinery of the batched torch grid worlds.
+
+:class:`GridWorld` is the TorchRL :class:`~torchrl.envs.EnvBase` under
+:class:`~torchrl_seps.scenarios.LevelBasedForaging` and
+:class:`~torchrl_seps.scenarios.ColouredWarehouse`: ``num_envs`` worlds in one batch, agents
+in one group ``"agents"`` with ``("agents", "observation")``, ``("agents", "action")``
+(discrete, integer or one-hot) and ``("agents", "reward")``, root ``done`` / ``terminated`` /
+``truncated``, a torch random generator, resets of some of the envs, and an ``rgb_array``
+canvas for :meth:`render`. A subclass draws new episodes in :meth:`GridWorld._spawn`,
+computes observations in :meth:`GridWorld._observation` and implements ``_step``.
+"""
+from __future__ import annotations
+
+import numbers
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from tensordict import TensorDict, TensorDictBase
+from torchrl.data import Bounded, Categorical, Composite, OneHot, Unbounded
+from torchrl.envs import EnvBase
+
+__all__ = ["GridWorld", "is_int", "int_at_least", "check_options"]
+
+
+def is_int(value: Any) -> bool:
+    """Whether ``value`` is an integer and not a bool.
+
+    Examples:
+        >>> is_int(3), is_int(True), is_int(3.0)
+        (True, False, False)
+    """
+    return not isinstance(value, bool) and isinstance(value, numbers.Integral)
+
+
+def int_at_least(value: Any, name: str, low: int) -> int:
+    """``value`` as an int, after checking that it is one and ``>= low``.
+
+    Examples:
+        >>> int_at_least(4, "players", 1)
+        4
+        >>> int_at_least(0, "players", 1)
+        Traceback (most recent call last):
+        ...
+        ValueError: players must be >= 1, got 0
+    """
+    if not is_int(value):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
+    if value < low:
+        raise ValueError(f"{name} must be >= {low}, got {value!r}")
+    return int(value)
+
+
+def check_options(owner: str, kwargs: dict, options: Sequence[str], required: Sequence[str]) -> None:
+    """Raise ``TypeError`` for a setting of ``kwargs`` not in ``options`` or a ``required`` one missing.
+
+    Examples:
+        >>> check_options("Game", {"size": 3, "speed": 1}, ["size"], ["size"])
+        Traceback (most recent call last):
+        ...
+        TypeError: Game got unexpected keyword argument(s) ['speed']; valid ones are ['size']
+    """
+    unknown = sorted(set(kwargs) - set(options))
+    if unknown:
+        raise TypeError(
+            f"{owner} got unexpected keyword argument(s) {unknown}; valid ones are {sorted(options)}"
+        )
+    for name in required:
+        if name not in kwargs:
+            raise TypeError(f"{owner} needs {name}")
+
+
+class GridWorld(EnvBase):
+    """Base of the batched grid worlds: specs, seeding, resets, observations, a canvas.
+
+    Args:
+        num_envs (int): number of environments (the batch size).
+        n_agents (int): agents per environment.
+        n_actions (int): number of discrete actions per agent.
+        categorical_actions (bool): integer (``True``) or one-hot actions.
+        device: torch device.
+
+    Examples:
+        >>> from torchrl.envs import check_env_specs
+        >>> from torchrl_seps.scenarios import LevelBasedForaging
+        >>> env = LevelBasedForaging(num_envs=2, players=2, field_size=5, max_num_food=1, seed=0)
+        >>> isinstance(env, GridWorld), env.n_actions
+        (True, 6)
+        >>> check_env_specs(env)
+    """
+
+    def __init__(
+        self,
+        num_envs: int,
+        n_agents: int,
+        n_actions: int,
+        categorical_actions: bool,
+        device: str | torch.device,
+    ) -> None:
+        num_envs = int_at_least(num_envs, "num_envs", 1)
+        if not isinstance(categorical_actions, bool):
+            raise TypeError(f"categorical_actions must be a bool, got {categorical_actions!r}")
+        super().__init__(batch_size=torch.Size([num_envs]), device=device)
+        self.num_envs = num_envs
+        self.n_agents = n_agents
+        self.n_actions = n_actions
+        self.categorical_actions = categorical_actions
+        self._rng: torch.Generator | None = None
+        self._obs: torch.Tensor | None = None  # observation of the current state
+
+    def _make_specs(self, low: Sequence[float], high: Sequence[float]) -> None:
+        """Observation (bounded per entry by ``low`` / ``high``), action, reward and done specs."""
+        shape, dev = (self.num_envs, self.n_agents), self.device
+        self.obs_dim = len(low)
+        bound = lambda v: torch.tensor(v, dtype=torch.float32, device=dev).expand(*shape, -1)
+        self.observation_spec = Composite(
+            agents=Composite(
+                observation=Bounded(
+                    low=bound(low), high=bound(high), shape=(*shape, self.obs_dim),
+                    dtype=torch.float32, device=dev,
+                ),
+                shape=shape,
+            ),
+            shape=(self.num_envs,),
+        )
+        n = self.n_actions
+        action = (
+            Categorical(n, shape=shape, device=dev) if self.categorical_actions
+            else OneHot(n, shape=(*shape, n), device=dev)
+        )
+        self.action_spec = Composite(
+            agents=Composite(action=action, shape=shape), shape=(self.num_envs,)
+        )
+        self.reward_spec = Composite(
+            agents=Composite(reward=Unbounded(shape=(*shape, 1), device=dev), shape=shape),
+            shape=(self.num_envs,),
+        )
+        flag = lambda: Categorical(2, shape=(self.num_envs, 1), dtype=torch.bool, device=dev)
+        self.done_spec = Composite(
+            done=flag(), terminated=flag(), truncated=flag(), shape=(self.num_envs,)
+        )
+
+    def _set_seed(self, seed: int | None) -> None:
+        self._rng = torch.Generator(device=self.device)
+        if seed is None:
+            self._rng.seed()
+        else:
+            self._rng.manual_seed(seed)
+
+    # ------------------------------------------------------------------------ state
+
+    def _state_values(self, state: TensorDictBase, shapes: dict[str, tuple[int, ...]]) -> dict[str, torch.Tensor]:
+        """The integer entries ``shapes`` of ``state`` on the env's device, checked; ``positions``
+        (and any other key ending in ``positions``), ``[..., 2]`` (row, col), must lie in the grid."""
+        values = {}
+        for key, shape in shapes.items():
+            value = state.get(key, None)
+            if value is None:
+                raise ValueError(f"state must contain {key!r}")
+            if tuple(value.shape) != shape or value.dtype.is_floating_point:
+                raise ValueError(
+                    f"state[{key!r}] must be an integer tensor of shape {shape}, got "
+                    f"{value.dtype} {tuple(value.shape)}"
+                )
+            values[key] = value.to(self.device, torch.bool if value.dtype == torch.bool else torch.long)
+            if key.endswith("positions"):
+                pos = values[key]
+                if (pos < 0).any() or (pos[..., 0] >= self.rows).any() or (pos[..., 1] >= self.cols).any():
+                    raise ValueError(f"state[{key!r}] must lie in the {self.rows} x {self.cols} grid")
+        return values
+
+    # ------------------------------------------------------------------------ reset and step
+
+    def _reset(self, tensordict: TensorDictBase | None = None, **kwargs: Any) -> TensorDictBase:
+        mask = None if tensordict is None else tensordict.get("_reset", None)
+        if mask is None:
+            mask = torch.ones(self.num_envs, dtype=torch.bool, device=self.device)
+        else:
+            mask = mask.reshape(self.num_envs).to(self.device)
+        which = mask.nonzero().squeeze(1)
+        if which.numel():
+            self._spawn(which)
+        return self._observe(None if which.numel() == self.num_envs else which)
+
+    def _spawn(self, which: torch.Tensor) -> None:
+        """New episodes in the environments ``which`` (a non-empty index tensor)."""
+        raise NotImplementedError
+
+    def _actions(self, tensordict: TensorDictBase) -> torch.Tensor:
+        """The joint action of ``tensordict`` as integers ``[num_envs, n_agents]``."""
+        action = tensordict.get(("agents", "action")).to(self.device)
+        if not self.categorical_actions:
+            action = action.long().argmax(-1)
+        return action.long().reshape(self.num_envs, self.n_agents)
+
+    def _step_output(self, reward: torch.Tensor, terminated: torch.Tensor) -> TensorDict:
+        """The observation of the new state with rewards ``[E, N]`` and ``terminated`` ``[E, 1]``."""
+        out = self._observe()
+        out.set(("agents", "reward"), reward.to(torch.float32)[..., None])
+        out.set("done", terminated.clone())
+        out.set("terminated", terminated)
+        out.set("truncated", torch.zeros_like(terminated))
+        return out
+
+    # ------------------------------------------------------------------------ observation
+
+    def _observe(self, which: torch.Tensor | None = None) -> TensorDict:
+        """The observation TensorDict of every env; only envs ``which`` are recomputed."""
+        if which is None or self._obs is None:
+            self._obs = self._observation()
+        else:
+            self._obs = self._obs.clone()
+            self._obs[which] = self._observation(which)
+        return TensorDict(
+            {"agents": TensorDict({"observation": self._obs}, batch_size=(self.num_envs, self.n_agents))},
+            batch_size=self.batch_size, device=self.device,
+        )
+
+    def _observation(self, which: torch.Tensor | None = None) -> torch.Tensor:
+        """Observations ``[E, n_agents, obs_dim]`` of all envs, or of envs ``which``."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------------ rendering
+
+    def _canvas(self, mode: str, env_index: int, rows: int, cols: int, cell: int) -> tuple[Any, Any]:
+        """A white PIL image with a ``rows x cols`` grid of ``cell``-pixel squares, and its pen."""
+        from PIL import Image, ImageDraw
+
+        if mode != "rgb_array":
+            raise ValueError(f"mode must be 'rgb_array', got {mode!r}")
+        if not is_int(env_index) or not 0 <= env_index < self.num_envs:
+            raise ValueError(f"env_index must be an int in [0, {self.num_envs}), got {env_index!r}")
+        h, w = rows * cell + 1, cols * cell + 1
+        image = Image.new("RGB", (w, h), (255, 255, 255))
+        draw = ImageDraw.Draw(image)
+        for r in range(rows + 1):
+            draw.line([(0, r * cell), (w, r * cell)], fill=(60, 60, 60))
+        for c in range(cols + 1):
+            draw.line([(c * cell, 0), (c * cell, h)], fill=(60, 60, 60))
+        return image, draw
