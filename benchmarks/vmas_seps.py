@@ -91,6 +91,7 @@ class RunSummary:
     groups: list[int]
     n_groups: int
     ari: float
+    identified_at: list[int]  # frames of the run at which SePS identified its groups
     checkpoint: str
 
 
@@ -105,7 +106,6 @@ class RunResult:
     actor: torch.nn.Module
     eval_env: EnvBase
     true_types: torch.Tensor
-    identified_at: list[int]  # frames at which SePS identified its groups
 
 
 def run(method: str, seed: int, config: Config, out: Path) -> RunResult:
@@ -168,11 +168,11 @@ def run(method: str, seed: int, config: Config, out: Path) -> RunResult:
         train_fps=rows[-1]["fps"],
         parameters=trainer.n_parameters,
         groups=trainer.groups,
+        identified_at=identified_at,
         checkpoint=str(checkpoint),
         **grouping(),
     )
-    return RunResult(rows, summary, identification, actor, eval_env, torch.tensor(true_types),
-                     identified_at)
+    return RunResult(rows, summary, identification, actor, eval_env, torch.tensor(true_types))
 
 
 def row(method, seed, iteration, frames, train_return, eval_return, time_s, fps, *,
@@ -301,7 +301,7 @@ def plot_seps_groups(seps_runs: list[RunResult], path: Path, title: str) -> None
                                                      if r[key] is not None]))
             for run_ in seps_runs
         }
-    marks = sorted({frames for run_ in seps_runs for frames in run_.identified_at})
+    marks = sorted({frames for run_ in seps_runs for frames in run_.summary.identified_at})
     plot_panels(panels, path, title=title, marks=marks)
 
 

@@ -77,6 +77,7 @@ def test_summary_json(tiny_run):
     assert list(summary["methods"]) == METHODS
     seps = summary["methods"]["seps"]
     assert [run["identification_frames"] for run in seps["runs"]] == [0, 0]
+    assert [run["identified_at"] for run in seps["runs"]] == [[320], [320]]
     assert all(run["identification_time_s"] > 0 for run in seps["runs"])
     nops, fups = summary["methods"]["nops"], summary["methods"]["fups"]
     assert nops["parameters"] == 8 * fups["parameters"]
@@ -110,6 +111,7 @@ def test_plots_gif_and_checkpoints(tiny_run):
         (["--algorithm", "a2c", "--centralized-critic"], "needs --algorithm ppo"),
         (["--group-sizes", "4", "0"], "groups"),
         (["--num-envs", "0"], "--num-envs must be positive"),
+        (["--regroup-every", "0"], "--regroup-every must be positive"),
     ],
 )
 def test_bad_config_fails_before_training(tmp_path, extra, message):
@@ -147,6 +149,8 @@ def test_seps_from_a_random_policy_spends_its_identification_frames(tmp_path):
         frames = [int(r["frames"]) for r in csv.DictReader(f)]
     assert frames == list(range(320, 721, 40))  # 320 of its 720 frames identify
     assert "| seps |" in result["table"]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["methods"]["seps"]["runs"][0]["identified_at"] == [320]
 
 
 def test_regroup_every_identifies_again(tmp_path):
@@ -154,6 +158,7 @@ def test_regroup_every_identifies_again(tmp_path):
                              "--no-gif", "--logger", "none"))
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["config"]["regroup_every"] == 200
+    assert summary["methods"]["seps"]["runs"][0]["identified_at"] == [320, 520, 720]
     with open(tmp_path / "results.csv") as f:
         rows = list(csv.DictReader(f))
     assert [int(r["frames"]) for r in rows] == list(range(0, 721, 40))

@@ -373,6 +373,11 @@ class Trainer:
     config: Config
     schedule: SePSSchedule | None = None  # SePS's identifications during training
     agent_features: torch.Tensor | None = None  # per-agent features the env appends (FuPS+id)
+    identifications: list[IdentificationResult] = field(default_factory=list)  # SePS's, in order
+
+    def __post_init__(self) -> None:
+        if self.identification is not None and not self.identifications:
+            self.identifications.append(self.identification)
 
     @property
     def n_parameters(self) -> int:
@@ -381,10 +386,8 @@ class Trainer:
 
     @property
     def identification_time(self) -> float:
-        """Seconds SePS spent identifying: before training, or during it on schedule."""
-        if self.schedule is not None and self.schedule.history:
-            return sum(result.total_time for _, result, _ in self.schedule.history)
-        return self.identification.total_time if self.identification is not None else 0.0
+        """Seconds SePS spent identifying, before training and during it."""
+        return sum(result.total_time for result in self.identifications)
 
     def train_step(self, batch: TensorDictBase) -> TensorDictBase:
         """One training iteration on a collected batch: the update, SePS's scheduled
@@ -396,6 +399,7 @@ class Trainer:
             )
             if result is not None:
                 self.identification, self.groups = result, list(self.schedule.groups)
+                self.identifications.append(result)
         self.collector.update_policy_weights_()
         return losses
 
