@@ -1,7 +1,13 @@
 """Merge main-job results.csv files (renaming methods) into one table with the package's reporting
 functions: final return mean ± std, frames to 90% (threshold over all merged methods), final SND,
-ARI per seed. Usage: merge.py OUT.md DIR:method=newname ..."""
-import csv, sys, json
+ARI per seed.
+
+Usage, from the repository root:
+    PYTHONPATH=. python docs/results/bps-1-schedule/merge.py OUT.md DIR[:method=newname] ...
+"""
+import csv
+import sys
+
 from torchrl_seps import reporting
 rows = []
 for spec in sys.argv[2:]:
