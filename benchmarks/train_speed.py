@@ -2,9 +2,12 @@
 
 The main job (``benchmarks/vmas_seps.py``) trains one method after another, so on a shared
 machine its frames/s ratios also measure how the load moved between runs. Here every method's
-trainer is built first (SePS runs its identification, untimed), then each round runs one training
-iteration (collection of a batch and its PPO update) of every method in turn. Each method's ratio
-to FuPS is the median over rounds of the ratio of iteration times within a round.
+trainer is built first (SePS with ``--id-policy random`` runs its identification there, untimed),
+then each round runs one training iteration (collection of a batch and its PPO update) of every
+method in turn. Each method's ratio to FuPS is the median over rounds of the ratio of iteration
+times within a round. SePS with its default warm-up trains as FuPS for its first ``--id-frames``
+frames (7 rounds at the defaults) and identifies inside one round, which the median leaves out:
+with the default 30 rounds, most rounds time its groups.
 
 Run ``python benchmarks/train_speed.py`` (the main job's defaults: bps-1, 40 envs x 50 steps);
 the settings it shares with the main job take the main job's flags.
@@ -21,7 +24,7 @@ from torchrl_seps.reporting import markdown_table
 from torchrl_seps.training import Config, make_trainer
 
 SHARED = ("preset", "group_sizes", "methods", "num_envs", "rollout_steps", "algorithm",
-          "centralized_critic", "device", "threads")
+          "centralized_critic", "id_frames", "id_policy", "device", "threads")
 
 
 def main(argv: list[str] | None = None) -> str:

@@ -7,9 +7,11 @@ differ only in their groups:
 - ``nops``: one network per agent, ``groups = range(N)``;
 - ``fups``: one network for all agents, ``groups = [0] * N``;
 - ``fups_id``: one network, the one-hot agent id appended to every observation;
-- ``seps``: groups found by identification (an identity encoder-decoder fitted on transitions
-  collected by a random policy, then k-means with K chosen automatically); its identification
-  frames count toward its frame budget;
+- ``seps``: groups found by identification (an identity encoder-decoder fitted on transitions,
+  then k-means with K chosen automatically): by default on its own first ``--id-frames`` training
+  frames as FuPS, after which every group continues from the shared network (``--id-policy
+  random``: on a random policy's frames before training, counted in its budget);
+  ``--regroup-every`` identifies again during training;
 - ``oracle``: the scenario's true (hidden) agent types as groups, the grouping SePS aims at.
 
 Examples::
@@ -21,9 +23,12 @@ Examples::
     python benchmarks/vmas_seps.py --resume         # after a Ctrl-C: trains the runs not stored yet
     python benchmarks/vmas_seps.py --ray --cpus-per-run 1   # one Ray task per run
 
-Outputs, in ``--output``: ``results.csv`` (one row per method, seed and iteration),
+Outputs, in ``--output``: ``results.csv`` (one row per method, seed and iteration, with the
+number of groups, their ARI against the true types and, at evaluations, the policy's System
+Neural Diversity, ``snd``, on the iteration's observations),
 ``summary.json`` (the resolved config and one summary per method), ``table.md`` (the printed
-table), ``learning_curves.png``, ``seps_embeddings.png``, ``checkpoints/`` and
+table), ``learning_curves.png``, ``snd.png``, ``seps_groups.png`` (SePS's K and ARI over
+frames), ``seps_embeddings.png``, ``checkpoints/`` and
 ``seps_policy.gif``, and ``runs/``: each run's rows, summary and settings
 (``<method>_seed<seed>.json``), stored the moment it finishes, or its error
 (``<method>_seed<seed>.error.txt``); the report is built from them (``--report-only`` rebuilds
@@ -59,7 +64,7 @@ from tqdm.auto import tqdm
 from torchrl_seps import reporting
 from torchrl_seps.clustering import adjusted_rand_index
 from torchrl_seps.identification import IdentificationResult
-from torchrl_seps.plotting import plot_learning_curves
+from torchrl_seps.plotting import plot_learning_curves, plot_panels
 from torchrl_seps.scenarios import PRESETS, agent_types, render_rollout, save_gif
 from torchrl_seps.sweeps import RunStore, import_ray, run_tasks
 from torchrl_seps.training import (
@@ -85,6 +90,7 @@ class RunSummary:
     method: str
     seed: int
     final_eval_return: float
+    final_snd: float
     frames: int
     identification_frames: int
     train_time_s: float
@@ -94,6 +100,7 @@ class RunSummary:
     groups: list[int]
     n_groups: int
     ari: float
+    identified_at: list[int]  # frames of the run at which SePS identified its groups
     checkpoint: str
 
 
@@ -137,19 +144,30 @@ def run(method: str, seed: int, config: Config, out: Path) -> RunResult:
         logger.log_hparams({"method": method, "seed": seed, **asdict(config)})
 
     frames, iteration_times = trainer.identification_frames, []
+    identified_at = [frames] if trainer.identification is not None else []
     bar = tqdm(total=config.frames, initial=frames, desc=f"{method} seed {seed}",
                unit="frames", disable=not config.progress, file=sys.stderr)
-    rows = [row(method, seed, 0, frames, None, evaluate(eval_env, actor, max_steps), 0.0, 0.0)]
+    true_types = agent_types(trainer.env).tolist()
+
+    def grouping() -> dict:
+        return {"n_groups": len(set(trainer.groups)),
+                "ari": adjusted_rand_index(trainer.groups, true_types)}
+
+    rows = [row(method, seed, 0, frames, None, evaluate(eval_env, actor, max_steps), 0.0, 0.0,
+                **grouping())]
     for number, iteration in enumerate(trainer.iterations(), start=1):
         iteration_times.append(iteration.time)
         frames += iteration.batch.numel()
+        if iteration.identification is not None:
+            identified_at.append(frames)
         evaluated = number % config.eval_every == 0 or frames + config.frames_per_batch > config.frames
         train_return = team_return_of_finished_episodes(iteration.batch)
         eval_return = evaluate(eval_env, actor, max_steps) if evaluated else None
+        snd = trainer.system_neural_diversity(iteration.batch) if evaluated else None
         # The median iteration is robust to the bursts of a shared machine; the mean is not.
         fps = config.frames_per_batch / statistics.median(iteration_times)
         rows.append(row(method, seed, number, frames, train_return, eval_return,
-                        sum(iteration_times), fps))
+                        sum(iteration_times), fps, snd=snd, **grouping()))
         if logger is not None:
             log_iteration(logger, rows[-1], iteration)
         bar.update(iteration.batch.numel())
@@ -162,24 +180,24 @@ def run(method: str, seed: int, config: Config, out: Path) -> RunResult:
     checkpoint.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"actor": actor.state_dict(), "critic": trainer.critic.state_dict(),
                 "groups": trainer.groups, "config": asdict(config)}, checkpoint)
-    true_types = agent_types(trainer.env)
     identification = trainer.identification
     summary = RunSummary(
         method=method,
         seed=seed,
         final_eval_return=rows[-1]["eval_return"],
+        final_snd=rows[-1]["snd"],
         frames=frames,
         identification_frames=trainer.identification_frames,
         train_time_s=sum(iteration_times),
-        identification_time_s=identification.total_time if identification else 0.0,
+        identification_time_s=trainer.identification_time,
         train_fps=rows[-1]["fps"],
         parameters=trainer.n_parameters,
         groups=trainer.groups,
-        n_groups=len(set(trainer.groups)),
-        ari=adjusted_rand_index(trainer.groups, true_types.tolist()),
+        identified_at=identified_at,
         checkpoint=str(checkpoint),
+        **grouping(),
     )
-    return RunResult(rows, summary, identification, actor, eval_env, true_types)
+    return RunResult(rows, summary, identification, actor, eval_env, torch.tensor(true_types))
 
 
 def sweep_run(method: str, seed: int, config: Config, out: Path) -> dict:
@@ -197,16 +215,18 @@ def run_name(method: str, seed: int) -> str:
     return f"{method}_seed{seed}"
 
 
-def row(method, seed, iteration, frames, train_return, eval_return, time_s, fps) -> dict:
+def row(method, seed, iteration, frames, train_return, eval_return, time_s, fps, *,
+        snd=None, n_groups, ari) -> dict:
     return dict(method=method, seed=seed, iteration=iteration, frames=frames,
-                train_return=train_return, eval_return=eval_return, time_s=time_s, fps=fps)
+                train_return=train_return, eval_return=eval_return, time_s=time_s, fps=fps,
+                snd=snd, n_groups=n_groups, ari=ari)
 
 
 def log_iteration(logger: Logger, values: dict, iteration: Iteration) -> None:
     """Returns, frames/s, timings, and the mean over gradient steps of each loss and the
     gradient norm, at the run's frames so far."""
     step = values["frames"]
-    scalars = {key: values[key] for key in ("train_return", "eval_return", "fps")}
+    scalars = {key: values[key] for key in ("train_return", "eval_return", "fps", "snd", "n_groups", "ari")}
     scalars |= {"collection_time": iteration.collection_time, "update_time": iteration.update_time}
     scalars |= {key: value.mean().item() for key, value in iteration.losses.items()
                 if key.startswith("loss_") or key == "grad_norm"}
@@ -244,6 +264,7 @@ def summarize(config: Config, runs: Sequence[FinishedRun]) -> Comparison:
         methods[method] = {
             "final_eval_return_mean": ret_mean,
             "final_eval_return_std": ret_std,
+            "final_snd_mean": reporting.mean_std([s.final_snd for s in summaries])[0],
             "frames_to_90pct": to_threshold.get(method),
             "wall_time_s": sum(s.train_time_s + s.identification_time_s for s in summaries) / len(summaries),
             "train_fps": sum(s.train_fps for s in summaries) / len(summaries),
@@ -258,13 +279,14 @@ def summarize(config: Config, runs: Sequence[FinishedRun]) -> Comparison:
         if method != "fups" and "fups" in methods
     }
     table = reporting.markdown_table(
-        ["method", "final return", "frames to 90%", "wall time", "frames/s", "parameters",
-         "groups found", "ARI"],
+        ["method", "final return", "frames to 90%", "final SND", "wall time", "frames/s",
+         "parameters", "groups found", "ARI"],
         [
             [
                 m,
                 f"{s['final_eval_return_mean']:.1f} ± {s['final_eval_return_std']:.1f}",
                 "-" if s["frames_to_90pct"] is None else f"{s['frames_to_90pct']:,}",
+                f"{s['final_snd_mean']:.3f}",
                 f"{s['wall_time_s']:.0f} s",
                 f"{s['train_fps']:.0f}",
                 f"{s['parameters']:,}",
@@ -293,6 +315,19 @@ def write_results(config: Config, runs: Sequence[FinishedRun], comparison: Compa
     (out / "table.md").write_text(comparison.table + "\n")
 
 
+def write_figures(config: Config, runs: Sequence[FinishedRun], out: Path) -> None:
+    """``learning_curves.png`` and ``snd.png`` of every finished run, ``seps_groups.png`` of the
+    SePS runs."""
+    title = f"{config.preset}, {config.algorithm.upper()}, {len(config.seeds)} seed(s)"
+    rows = [r for run_ in runs for r in run_.rows]
+    plot_learning_curves(reporting.learning_curves(rows), out / "learning_curves.png", title=title)
+    plot_learning_curves(reporting.learning_curves(rows, value="snd"), out / "snd.png",
+                         title=title, ylabel="System Neural Diversity (total variation)")
+    seps_runs = [run_ for run_ in runs if run_.summary.method == "seps"]
+    if seps_runs:
+        plot_seps_groups(seps_runs, out / "seps_groups.png", title=f"SePS, {title}")
+
+
 def write_seps_figures(config: Config, seps: RunResult, out: Path) -> None:
     """``seps_embeddings.png`` and ``seps_policy.gif`` of a SePS run."""
     seps.identification.plot(out / "seps_embeddings.png", types=seps.true_types)
@@ -305,6 +340,20 @@ def write_seps_figures(config: Config, seps: RunResult, out: Path) -> None:
 def last_line(error: str) -> str:
     """The exception of a traceback."""
     return error.strip().splitlines()[-1] if error.strip() else "?"
+
+
+def plot_seps_groups(seps_runs: Sequence[FinishedRun], path: Path, title: str) -> None:
+    """Evaluation return, K and ARI against the true types over frames, one line per seed."""
+    panels = {}
+    for ylabel, key in (("evaluation return", "eval_return"), ("groups K", "n_groups"),
+                        ("ARI vs true types", "ari")):
+        panels[ylabel] = {
+            f"seed {run_.summary.seed}": tuple(zip(*[(r["frames"], r[key]) for r in run_.rows
+                                                     if r[key] is not None]))
+            for run_ in seps_runs
+        }
+    marks = sorted({frames for run_ in seps_runs for frames in run_.summary.identified_at})
+    plot_panels(panels, path, title=title, marks=marks)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -418,7 +467,7 @@ def rebuilt(out: Path) -> Sweep:
 
 def report(sweep: Sweep) -> dict:
     """The table of a sweep's finished runs, written with ``results.csv``, ``summary.json`` and
-    ``learning_curves.png``, and printed with its failed runs."""
+    the figures (:func:`write_figures`), and printed with its failed runs."""
     config, out = sweep.config, Path(sweep.config.output)
     runs = [sweep.finished[name] for name in sweep.names() if name in sweep.finished]
     if len(config.methods) > 1 or len(config.seeds) > 1:
@@ -427,11 +476,7 @@ def report(sweep: Sweep) -> dict:
         return {"config": config, "table": "", "throughput": {}, "failed": sweep.failed}
     comparison = summarize(config, runs)
     write_results(config, runs, comparison, sweep.failed, out)
-    plot_learning_curves(
-        reporting.learning_curves(r for run_ in runs for r in run_.rows),
-        out / "learning_curves.png",
-        title=f"{config.preset}, {config.algorithm.upper()}, {len(config.seeds)} seed(s)",
-    )
+    write_figures(config, runs, out)
     print(comparison.table)
     if comparison.throughput:
         print("\ntraining frames/s relative to fups: " + ", ".join(
@@ -440,7 +485,7 @@ def report(sweep: Sweep) -> dict:
         ))
     for name, error in sweep.failed.items():
         print(f"failed: {name}: {last_line(error)}")
-    print(f"\nresults in {out}/: results.csv, summary.json, table.md, learning_curves.png, runs/")
+    print(f"\nresults in {out}/: results.csv, summary.json, table.md, learning_curves.png, snd.png, runs/")
     return {"config": config, "table": comparison.table, "throughput": comparison.throughput,
             "failed": sweep.failed}
 

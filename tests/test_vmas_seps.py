@@ -37,11 +37,12 @@ def tiny_run(tmp_path_factory):
 def test_table_has_a_row_per_method(tiny_run):
     _, result = tiny_run
     lines = result["table"].splitlines()
-    assert lines[0].startswith("| method | final return | frames to 90% |")
+    assert lines[0].startswith("| method | final return | frames to 90% | final SND |")
     assert [line.split(" | ")[0].strip("| ") for line in lines[2:]] == METHODS
     rows = {line.split(" | ")[0].strip("| "): line.split(" | ") for line in lines[2:]}
-    assert rows["nops"][6] == "8/8" and rows["fups"][6] == "1/1" and rows["oracle"][6] == "2/2"
-    assert rows["oracle"][7].strip(" |") == "1.00/1.00"
+    assert rows["nops"][7] == "8/8" and rows["fups"][7] == "1/1" and rows["oracle"][7] == "2/2"
+    assert rows["oracle"][8].strip(" |") == "1.00/1.00"
+    assert rows["fups"][3] == "0.000" and float(rows["nops"][3]) > 0
 
 
 def test_results_csv_has_every_iteration(tiny_run):
@@ -52,10 +53,18 @@ def test_results_csv_has_every_iteration(tiny_run):
         for seed in ("0", "1"):
             run = [r for r in rows if r["method"] == method and r["seed"] == seed]
             frames = [int(r["frames"]) for r in run]
-            # SePS spends 320 of its 720 frames on identification: 10 iterations of 40 frames
-            start = 320 if method == "seps" else 0
-            assert frames == list(range(start, 721, 40)), (method, seed, frames)
+            # SePS identifies from its first 320 training frames: no frames of its own
+            assert frames == list(range(0, 721, 40)), (method, seed, frames)
             assert run[0]["eval_return"] != "" and run[-1]["eval_return"] != ""
+            evaluated = [r for r in run[1:] if r["eval_return"] != ""]
+            assert all(r["snd"] != "" for r in evaluated)
+            assert all(r["snd"] == "" for r in run[1:] if r["eval_return"] == "")
+            n_groups = [int(r["n_groups"]) for r in run]
+            if method == "seps":  # FuPS until 320 frames, then the groups identified
+                assert set(n_groups[:8]) == {1} and float(run[0]["ari"]) == 0.0
+                assert len(set(n_groups[8:])) == 1
+            else:
+                assert len(set(n_groups)) == 1
             # frames/s: the frames of a batch over the median iteration time so far
             times = [float(r["time_s"]) for r in run]
             durations = [later - earlier for earlier, later in zip(times, times[1:])]
@@ -69,7 +78,9 @@ def test_summary_json(tiny_run):
     assert summary["config"]["preset"] == "rotnav-2x4" and summary["config"]["frames"] == 720
     assert list(summary["methods"]) == METHODS
     seps = summary["methods"]["seps"]
-    assert [run["identification_frames"] for run in seps["runs"]] == [320, 320]
+    assert [run["identification_frames"] for run in seps["runs"]] == [0, 0]
+    assert [run["identified_at"] for run in seps["runs"]] == [[320], [320]]
+    assert all(run["identification_time_s"] > 0 for run in seps["runs"])
     nops, fups = summary["methods"]["nops"], summary["methods"]["fups"]
     assert nops["parameters"] == 8 * fups["parameters"]
     for method in METHODS:
@@ -83,7 +94,7 @@ def test_summary_json(tiny_run):
 def test_plots_gif_and_checkpoints(tiny_run):
     out, result = tiny_run
     assert (out / "table.md").read_text() == result["table"] + "\n"
-    for name in ("learning_curves.png", "seps_embeddings.png"):
+    for name in ("learning_curves.png", "snd.png", "seps_groups.png", "seps_embeddings.png"):
         assert (out / name).read_bytes()[:4] == b"\x89PNG"
     assert (out / "seps_policy.gif").read_bytes()[:6] == b"GIF89a"
     checkpoint = torch.load(out / "checkpoints" / "oracle_seed1.pt", weights_only=False)
@@ -102,6 +113,7 @@ def test_plots_gif_and_checkpoints(tiny_run):
         (["--algorithm", "a2c", "--centralized-critic"], "needs --algorithm ppo"),
         (["--group-sizes", "4", "0"], "groups"),
         (["--num-envs", "0"], "--num-envs must be positive"),
+        (["--regroup-every", "0"], "--regroup-every must be positive"),
     ],
 )
 def test_bad_config_fails_before_training(tmp_path, extra, message):
@@ -130,6 +142,29 @@ def test_a2c_with_continuous_actions_runs(tmp_path):
                   "--continuous-actions", "--no-gif", "--logger", "none")
     )
     assert "| fups |" in result["table"]
+
+
+def test_seps_from_a_random_policy_spends_its_identification_frames(tmp_path):
+    result = vmas_seps.main(tiny_args(tmp_path, "--methods", "seps", "--seeds", "0", "--id-policy",
+                                      "random", "--no-gif", "--logger", "none"))
+    with open(tmp_path / "results.csv") as f:
+        frames = [int(r["frames"]) for r in csv.DictReader(f)]
+    assert frames == list(range(320, 721, 40))  # 320 of its 720 frames identify
+    assert "| seps |" in result["table"]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["methods"]["seps"]["runs"][0]["identified_at"] == [320]
+
+
+def test_regroup_every_identifies_again(tmp_path):
+    vmas_seps.main(tiny_args(tmp_path, "--methods", "seps", "--seeds", "0", "--regroup-every", "200",
+                             "--no-gif", "--logger", "none"))
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["config"]["regroup_every"] == 200
+    assert summary["methods"]["seps"]["runs"][0]["identified_at"] == [320, 520, 720]
+    with open(tmp_path / "results.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["frames"]) for r in rows] == list(range(0, 721, 40))
+    assert (tmp_path / "seps_groups.png").exists()
 
 
 # ---------------------------------------------------------------------------------------------

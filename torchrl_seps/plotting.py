@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
     from torchrl_seps.model_selection import HeldOutEvidence
 
-__all__ = ["plot_embeddings", "plot_learning_curves"]
+__all__ = ["plot_embeddings", "plot_learning_curves", "plot_panels"]
 
 
 def _figure(width: float, height: float) -> Figure:
@@ -60,6 +60,44 @@ def plot_learning_curves(
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend()
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=120)
+    return path
+
+
+def plot_panels(
+    panels: Mapping[str, Mapping[str, tuple[Sequence[float], Sequence[float]]]],
+    path: str | Path,
+    *,
+    title: str = "",
+    marks: Sequence[float] = (),
+) -> Path:
+    """Saves stacked panels sharing x = environment frames: ``panels[ylabel][label] = (frames,
+    values)`` draws one line per label (e.g. per seed) in the panel of that y label; ``marks``
+    are frames drawn as vertical dotted lines in every panel (e.g. identifications).
+
+    Returns:
+        the path written.
+
+    Examples:
+        >>> import tempfile
+        >>> panels = {"K": {"seed 0": ([0, 10, 20], [1, 2, 2])}, "ARI": {"seed 0": ([0, 10, 20], [0, 1, 1])}}
+        >>> plot_panels(panels, tempfile.mktemp(suffix=".png"), marks=[10]).exists()
+        True
+    """
+    fig = _figure(7, 2.5 * len(panels) + 0.5)
+    axes = [fig.add_subplot(len(panels), 1, i + 1) for i in range(len(panels))]
+    for ax, (ylabel, lines) in zip(axes, panels.items()):
+        for label, (frames, values) in lines.items():
+            ax.plot(frames, values, label=label, marker=".", ms=3)
+        for frame in marks:
+            ax.axvline(frame, color="grey", ls=":", lw=0.8)
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+    axes[0].set_title(title)
+    axes[0].legend(fontsize=8)
+    axes[-1].set_xlabel("environment frames")
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path, dpi=120)

@@ -5,9 +5,16 @@ vectorised env); the actor and the critic are :class:`~torchrl_seps.GroupedMulti
 the methods differ only in their groups (:data:`METHODS`). A script composes the pieces::
 
     config = Config(preset="bps-1")
-    trainer = make_trainer("seps", seed=0, config=config)   # SePS runs its identification here
-    for iteration in trainer.iterations():                  # collect a batch, update on it
-        ...                                                  # log, evaluate(trainer.eval_env, ...)
+    trainer = make_trainer("seps", seed=0, config=config)   # SePS starts as FuPS
+    for iteration in trainer.iterations():                  # collect a batch, update on it; SePS
+        ...                                                  # regroups on schedule; log, evaluate
+
+SePS follows :class:`~torchrl_seps.schedule.SePSSchedule`: by default (``id_policy="warmup"``)
+it trains as FuPS for its first ``id_frames`` frames, identifies the groups from those batches
+and continues with every group warm-started from the shared network
+(:func:`~torchrl_seps.schedule.regroup`); with ``id_policy="random"`` it identifies before
+training from a random policy's frames, counted in its budget. ``regroup_every`` identifies again
+during training.
 
 ``benchmarks/vmas_seps.py`` is such a script; :class:`Config` is also its command line
 (:meth:`Config.add_arguments`), so every benchmark shares the main job's flags.
@@ -31,8 +38,10 @@ from torchrl.objectives import A2CLoss, LossModule, ValueEstimators
 from torchrl.objectives.multiagent import IPPOLoss, MAPPOLoss
 
 from torchrl_seps.devices import resolve_device
+from torchrl_seps.diversity import system_neural_diversity
 from torchrl_seps.identification import IdentificationResult, identify_groups
 from torchrl_seps.policies import make_actor, make_critic
+from torchrl_seps.schedule import SePSSchedule
 from torchrl_seps.scenarios import PRESETS, agent_types, make_env
 from torchrl_seps.transforms import AgentIdentityTransform
 
@@ -44,6 +53,7 @@ __all__ = [
     "choose_groups",
     "evaluate",
     "make_loss",
+    "make_schedule",
     "make_trainer",
     "team_return_of_finished_episodes",
     "update",
@@ -51,7 +61,7 @@ __all__ = [
 
 #: The grouping methods compared: ``nops`` one network per agent, ``fups`` one for all,
 #: ``fups_id`` one for all with the one-hot agent id appended to every observation, ``seps``
-#: groups found by identification (its frames count toward its budget), ``oracle`` the
+#: groups found by identification (:class:`Config`'s ``id_policy``), ``oracle`` the
 #: scenario's true (hidden) agent types as groups.
 METHODS = ("nops", "fups", "fups_id", "seps", "oracle")
 
@@ -107,7 +117,14 @@ class Config:
     minibatches: int = _option(4, "PPO minibatches per pass")
     depth: int = _option(2, "hidden layers of actor and critic")
     num_cells: int = _option(64, "units per hidden layer")
-    id_frames: int = _option(12_800, "SePS identification frames, counted in its budget")
+    id_frames: int = _option(12_800, "frames SePS identifies its groups from: its first training "
+                             "frames (--id-policy warmup), or a random policy's before training, "
+                             "counted in its budget (--id-policy random)")
+    id_policy: str = _option("warmup", "whose frames SePS identifies from: the shared (FuPS) policy "
+                             "it trains first, or a random policy", choices=("warmup", "random"))
+    regroup_every: int | None = _option(
+        None, "SePS identifies again on its last --id-frames frames every FRAMES frames, and "
+        "regroups (warm-started) when the partition changed", type=int, metavar="FRAMES")
     id_epochs: int | None = _option(None, "identification epochs (its default when unset)", type=int)
     n_groups: int | None = _option(None, "SePS's K (chosen automatically when unset)", type=int)
     eval_every: int = _option(5, "iterations between evaluations")
@@ -160,6 +177,10 @@ class Config:
             raise ValueError(f"--algorithm must be 'ppo' or 'a2c', got {self.algorithm!r}.")
         if self.centralized_critic and self.algorithm != "ppo":
             raise ValueError("--centralized-critic (MAPPO) needs --algorithm ppo.")
+        if self.id_policy not in ("warmup", "random"):
+            raise ValueError(f"--id-policy must be 'warmup' or 'random', got {self.id_policy!r}.")
+        if self.regroup_every is not None and self.regroup_every < 1:
+            raise ValueError(f"--regroup-every must be positive, got {self.regroup_every}.")
         if self.logger not in ("csv", "tensorboard", "wandb", "none"):
             raise ValueError(f"--logger must be csv, tensorboard, wandb or none, got {self.logger!r}.")
         if not self.seeds:
@@ -185,20 +206,36 @@ class Config:
 def choose_groups(
     method: str, env: EnvBase, config: Config, seed: int
 ) -> tuple[list[int], IdentificationResult | None]:
-    """The groups of a method; for SePS also the identification result (else ``None``)."""
+    """The groups a method starts training with; for SePS identifying from a random policy also
+    the identification result (else ``None``). SePS with a warm-up starts as FuPS."""
     n_agents = env.n_agents
     if method == "nops":
         return list(range(n_agents)), None
-    if method in ("fups", "fups_id"):
+    if method in ("fups", "fups_id") or (method == "seps" and config.id_policy == "warmup"):
         return [0] * n_agents, None
     if method == "oracle":
         return agent_types(env).tolist(), None
-    options = {} if config.id_epochs is None else {"epochs": config.id_epochs}
     identification = identify_groups(
-        env, frames=config.id_frames, n_groups=config.n_groups, seed=seed,
-        progress=config.progress, **options,
+        env, frames=config.id_frames, seed=seed, progress=config.progress, **_identify_options(config)
     )
     return identification.groups.tolist(), identification
+
+
+def _identify_options(config: Config) -> dict:
+    options = {"n_groups": config.n_groups}
+    return options if config.id_epochs is None else {**options, "epochs": config.id_epochs}
+
+
+def make_schedule(method: str, env: EnvBase, config: Config, seed: int) -> SePSSchedule | None:
+    """SePS's schedule of identifications during training (``None`` for other methods, and for
+    SePS identifying once from a random policy)."""
+    warm_up = config.id_policy == "warmup"
+    if method != "seps" or (not warm_up and config.regroup_every is None):
+        return None
+    return SePSSchedule(
+        env, id_frames=config.id_frames, regroup_every=config.regroup_every, warm_up=warm_up,
+        seed=seed, **_identify_options(config),
+    )
 
 
 def make_loss(config: Config, actor: torch.nn.Module, critic: torch.nn.Module) -> LossModule:
@@ -290,13 +327,16 @@ class Iteration:
         batch: the transitions collected, shape ``[num_envs, rollout_steps]``.
         losses: the losses of every gradient step, stacked, with ``"grad_norm"`` (see :func:`update`).
         collection_time: seconds spent collecting the batch.
-        update_time: seconds spent on the gradient steps and the collector's policy update.
+        update_time: seconds spent on the gradient steps, SePS's scheduled identification (if
+            any) and the collector's policy update.
+        identification: SePS's identification run after this batch's update, if any.
     """
 
     batch: TensorDictBase
     losses: TensorDictBase
     collection_time: float
     update_time: float
+    identification: IdentificationResult | None = None
 
     @property
     def time(self) -> float:
@@ -322,8 +362,8 @@ class Trainer:
     env: EnvBase
     eval_env: EnvBase
     groups: list[int]
-    identification: IdentificationResult | None  # SePS's, else None
-    identification_frames: int  # frames SePS's identification collected, counted in its budget
+    identification: IdentificationResult | None  # SePS's latest, else None
+    identification_frames: int  # frames SePS's identification collected before training
     actor: torch.nn.Module
     critic: torch.nn.Module
     loss: LossModule
@@ -331,17 +371,48 @@ class Trainer:
     buffer: TensorDictReplayBuffer
     collector: Collector
     config: Config
+    schedule: SePSSchedule | None = None  # SePS's identifications during training
+    agent_features: torch.Tensor | None = None  # per-agent features the env appends (FuPS+id)
+    identifications: list[IdentificationResult] = field(default_factory=list)  # SePS's, in order
+
+    def __post_init__(self) -> None:
+        if self.identification is not None and not self.identifications:
+            self.identifications.append(self.identification)
 
     @property
     def n_parameters(self) -> int:
         """Parameters of the actor and the critic together."""
         return sum(p.numel() for net in (self.actor, self.critic) for p in net.parameters())
 
+    @property
+    def identification_time(self) -> float:
+        """Seconds SePS spent identifying, before training and during it."""
+        return sum(result.total_time for result in self.identifications)
+
     def train_step(self, batch: TensorDictBase) -> TensorDictBase:
-        """One training iteration on a collected batch: the update, then the collector's policy."""
+        """One training iteration on a collected batch: the update, SePS's scheduled
+        identification and regrouping, then the collector's policy."""
         losses = update(self.loss, self.optim, batch, self.buffer, self.config)
+        if self.schedule is not None:
+            result = self.schedule.observe(
+                batch, [self.actor, self.critic], loss=self.loss, optimizer=self.optim
+            )
+            if result is not None:
+                self.identification, self.groups = result, list(self.schedule.groups)
+                self.identifications.append(result)
         self.collector.update_policy_weights_()
         return losses
+
+    def system_neural_diversity(self, batch: TensorDictBase) -> float:
+        """SND of the actor on the agents' observations of ``batch``
+        (:func:`~torchrl_seps.diversity.system_neural_diversity`; FuPS+id's appended ids are
+        replaced by each agent's own)."""
+        observations = batch["agents", "observation"]
+        if self.agent_features is not None:
+            observations = observations[..., : -self.agent_features.shape[-1]]
+        return system_neural_diversity(
+            self.actor, observations, self.env.n_agents, agent_features=self.agent_features
+        )
 
     def iterations(self) -> Iterator[Iteration]:
         """Collects a batch and trains on it, until the collector's frames are spent.
@@ -352,8 +423,11 @@ class Trainer:
         start = time.perf_counter()
         for batch in self.collector:
             collected = time.perf_counter()
+            identifications = len(self.schedule.history) if self.schedule is not None else 0
             losses = self.train_step(batch)
-            yield Iteration(batch, losses, collected - start, time.perf_counter() - collected)
+            identified = self.schedule is not None and len(self.schedule.history) > identifications
+            yield Iteration(batch, losses, collected - start, time.perf_counter() - collected,
+                            self.identification if identified else None)
             start = time.perf_counter()
 
 
@@ -365,8 +439,12 @@ def make_trainer(method: str, seed: int, config: Config) -> Trainer:
     env = make_env(config.preset, config.num_envs, seed=seed, **env_options)
     eval_env = make_env(config.preset, config.eval_envs, seed=seed + 10_000, **env_options)
     groups, identification = choose_groups(method, env, config, seed)
+    schedule = make_schedule(method, env, config, seed)
+    agent_features = None
     if method == "fups_id":
-        env.append_transform(AgentIdentityTransform.one_hot(env.n_agents))
+        identity = AgentIdentityTransform.one_hot(env.n_agents)
+        agent_features = identity.features
+        env.append_transform(identity)
         eval_env.append_transform(AgentIdentityTransform.one_hot(env.n_agents))
     model = dict(depth=config.depth, num_cells=config.num_cells, device=device)
     actor = make_actor(env, groups, **model)
@@ -386,4 +464,5 @@ def make_trainer(method: str, seed: int, config: Config) -> Trainer:
         env, eval_env, groups, identification, identification_frames, actor, critic, loss,
         optim=torch.optim.Adam(loss.parameters(), lr=config.lr, eps=1e-5),
         buffer=make_minibatch_buffer(config, device), collector=collector, config=config,
+        schedule=schedule, agent_features=agent_features,
     )

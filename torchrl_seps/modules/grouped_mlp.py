@@ -14,7 +14,7 @@ from torchrl.modules import MLP
 
 from torchrl_seps._checks import GroupsLike, check_bool, check_int, validate_groups
 
-__all__ = ["GroupedMultiAgentMLP", "validate_groups"]
+__all__ = ["GroupedMultiAgentMLP", "validate_groups", "warm_start_sources"]
 
 
 # Up to this many rows per block (agents of a block x batch elements; see ``_Routing``) the groups
@@ -214,16 +214,15 @@ class GroupedMultiAgentMLP(nn.Module):
         every output unchanged. With ``warm_start=False`` every group is freshly initialised.
 
         The parameters are new tensors afterwards: build optimizers, and TorchRL losses (which
-        hold references to the parameters), after the last call to ``set_groups``.
+        hold references to the parameters), after the last call to ``set_groups``, or regroup
+        with :func:`torchrl_seps.schedule.regroup`, which carries an optimizer's state over and
+        rebinds a loss.
         """
         ids = validate_groups(groups, self.n_agents)
         n_groups = int(ids.max()) + 1
         device = self.groups.device
         if warm_start:
-            old = self.groups.cpu()
-            votes = torch.zeros(n_groups, self.n_groups, dtype=torch.long)
-            votes.index_put_((ids, old), torch.ones_like(ids), accumulate=True)
-            source = votes.argmax(dim=1).tolist()  # argmax returns the first maximum
+            source = warm_start_sources(self.groups, ids)
             self.params = TensorDictParams(self.params.data[source].clone())
         else:
             self.params = self._new_params(n_groups, device)
@@ -330,6 +329,23 @@ class GroupedMultiAgentMLP(nn.Module):
             f"group_sizes={self.group_sizes}, centralized={self.centralized},\n"
             f"  mlp={self._empty_net!r})"
         )
+
+
+def warm_start_sources(old_groups: GroupsLike, new_groups: GroupsLike) -> list[int]:
+    """The old parameter set each new group starts from in a warm start: the one most of its
+    members used (ties go to the lower old id).
+
+    Examples:
+        >>> warm_start_sources([0, 0, 0, 0], [0, 1, 1, 2])  # from sharing: all copy set 0
+        [0, 0, 0]
+        >>> warm_start_sources([0, 0, 1, 1, 1], [0, 1, 1, 1, 0])
+        [0, 1]
+    """
+    old = torch.as_tensor(old_groups).cpu()
+    new = validate_groups(new_groups, old.numel())
+    votes = torch.zeros(int(new.max()) + 1, int(old.max()) + 1, dtype=torch.long)
+    votes.index_put_((new, old), torch.ones_like(new), accumulate=True)
+    return votes.argmax(dim=1).tolist()  # argmax returns the first maximum
 
 
 def _plain_layers(net: nn.Module) -> list[tuple[str, nn.Module | None]] | None:
