@@ -16,7 +16,7 @@ differ only in their groups:
 
 Examples::
 
-    python benchmarks/vmas_seps.py                  # the default comparison, ~7 min on 2 CPU cores
+    python benchmarks/vmas_seps.py                  # the default comparison, 7-10 min on 2 CPU cores
     python benchmarks/vmas_seps.py --help           # every option
     python benchmarks/vmas_seps.py --preset bps-3 --frames 10_000_000 --seeds 0 1 2 \
         --num-envs 600 --device auto                # paper scale, GPU recommended
