@@ -2,9 +2,13 @@
 
 For every preset and number of environments, uniformly random actions:
 
-- ``make_env rollout``: ``make_env(name, n).rollout(steps)``, i.e. :class:`LevelBasedForaging`
-  or :class:`ColouredWarehouse` with the ``StepCounter`` and ``RewardSum`` transforms, as users
-  get it;
+- ``make_env step loop``: ``make_env(name, n)``, i.e. :class:`LevelBasedForaging` or
+  :class:`ColouredWarehouse` with the ``StepCounter`` and ``RewardSum`` transforms, as users
+  get it, stepped as a collector steps it: ``env.step_and_maybe_reset(env.rand_action(td))``
+  in a loop, keeping nothing;
+- ``make_env rollout``: ``make_env(name, n).rollout(steps)``, the same steps, and the
+  trajectory stacked into one TensorDict at the end (a copy of every observation, which
+  at 1024 envs costs about as much as the steps themselves);
 - ``reference, serial loop``: ``n`` copies of the reference stepped one after the other in a
   Python loop, with a reset whenever an episode ends: ``lbforaging``'s ``ForagingEnv`` for the
   ``lbf-`` presets (same settings: hidden fixed levels expressed as ``min_player_level =
@@ -14,8 +18,9 @@ For every preset and number of environments, uniformly random actions:
   could at most multiply it by the number of cores (2 here).
 
 An env-step is one step of one environment (all agents). Each cell is the median over
-``--rounds`` rounds; a round of our env is ``--steps`` steps of all ``n`` envs, one of the
-reference is ``--ref-steps`` env-steps in total.
+``--rounds`` interleaved rounds; a round of our env is ``--steps`` steps of all ``n`` envs,
+one of the reference is ``--ref-steps`` env-steps in total. The ratios divide each of our
+columns by the reference's.
 
     python benchmarks/grid_speed.py --presets lbf-8x8-3p-2f  # at 1, 64, 1024 envs
     python benchmarks/grid_speed.py --threads 1               # the crware- presets
@@ -30,6 +35,8 @@ import time
 import numpy as np
 import torch
 
+from torchrl_seps.devices import device_label, timed
+from torchrl_seps.reporting import markdown_header, markdown_row
 from torchrl_seps.scenarios import PRESETS, ColouredWarehouse, LevelBasedForaging, make_env
 
 PRESETS_DEFAULT = ["crware-tiny-4ag", "crware-small-8ag", "crware-medium-16ag"]
@@ -85,6 +92,13 @@ def time_reference(envs: list, total_steps: int, n_actions: int, rng: np.random.
     return time.perf_counter() - start
 
 
+def step_loop(env, steps: int) -> None:
+    """``steps`` random steps of ``env`` as a collector takes them, keeping nothing."""
+    td = env.reset()
+    for _ in range(steps):
+        _, td = env.step_and_maybe_reset(env.rand_action(td))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--presets", nargs="+", default=PRESETS_DEFAULT)
@@ -101,13 +115,12 @@ def main() -> None:
     from importlib.metadata import version
 
     packages = sorted({REFERENCES[PRESETS[name].scenario][0] for name in args.presets})
-
-    label = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
-    print(f"# env-steps/s, median of {args.rounds} rounds, random actions ({label})")
+    print(f"# env-steps/s, median of {args.rounds} rounds, random actions ({device_label(device)})")
     print(f"# torch {torch.__version__}, " + ", ".join(f"{p} {version(p)}" for p in packages))
-    header = ["preset", "agents", "envs", "make_env rollout", "reference, serial loop", "ratio"]
-    print("| " + " | ".join(header) + " |")
-    print("|" + "---|" * len(header), flush=True)
+    print(markdown_header([
+        "preset", "agents", "envs", "make_env step loop", "make_env rollout", "reference, serial loop",
+        "ratio, step loop", "ratio, rollout",
+    ]), flush=True)
     rng = np.random.default_rng(0)
     for name in args.presets:
         for num_envs in args.num_envs:
@@ -115,19 +128,17 @@ def main() -> None:
             n_agents, n_actions = env.base_env.n_agents, env.base_env.n_actions
             env.rollout(3)
             refs = reference_envs(name, num_envs)
-            ours, theirs = [], []
+            loop, rollout, theirs = [], [], []
             for _ in range(args.rounds):
-                if device.type == "cuda":
-                    torch.cuda.synchronize(device)
-                start = time.perf_counter()
-                env.rollout(args.steps, break_when_any_done=False)
-                if device.type == "cuda":
-                    torch.cuda.synchronize(device)
-                ours.append(num_envs * args.steps / (time.perf_counter() - start))
+                frames = num_envs * args.steps
+                loop.append(frames / timed(lambda: step_loop(env, args.steps), device))
+                rollout.append(frames / timed(lambda: env.rollout(args.steps, break_when_any_done=False), device))
                 theirs.append(args.ref_steps / time_reference(refs, args.ref_steps, n_actions, rng))
-            a, b = statistics.median(ours), statistics.median(theirs)
-            print(f"| {name} | {n_agents} | {num_envs} | {a / 1e3:.1f}k | {b / 1e3:.1f}k | {a / b:.1f}x |",
-                  flush=True)
+            a, b, c = (statistics.median(x) for x in (loop, rollout, theirs))
+            print(markdown_row([
+                name, n_agents, num_envs, f"{a / 1e3:.1f}k", f"{b / 1e3:.1f}k", f"{c / 1e3:.1f}k",
+                f"{a / c:.1f}x", f"{b / c:.1f}x",
+            ]), flush=True)
 
 
 if __name__ == "__main__":

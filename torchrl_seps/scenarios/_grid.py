@@ -106,7 +106,6 @@ class GridWorld(EnvBase):
         self.n_actions = n_actions
         self.categorical_actions = categorical_actions
         self._rng: torch.Generator | None = None
-        self._obs: torch.Tensor | None = None  # observation of the current state
 
     def _make_specs(self, low: Sequence[float], high: Sequence[float]) -> None:
         """Observation (bounded per entry by ``low`` / ``high``), action, reward and done specs."""
@@ -180,7 +179,7 @@ class GridWorld(EnvBase):
         which = mask.nonzero().squeeze(1)
         if which.numel():
             self._spawn(which)
-        return self._observe(None if which.numel() == self.num_envs else which)
+        return self._observe()
 
     def _spawn(self, which: torch.Tensor) -> None:
         """New episodes in the environments ``which`` (a non-empty index tensor)."""
@@ -204,20 +203,13 @@ class GridWorld(EnvBase):
 
     # ------------------------------------------------------------------------ observation
 
-    def _observe(self, which: torch.Tensor | None = None) -> TensorDict:
-        """The observation TensorDict of every env; only envs ``which`` are recomputed."""
-        if which is None or self._obs is None:
-            self._obs = self._observation()
-        else:
-            self._obs = self._obs.clone()
-            self._obs[which] = self._observation(which)
-        return TensorDict(
-            {"agents": TensorDict({"observation": self._obs}, batch_size=(self.num_envs, self.n_agents))},
-            batch_size=self.batch_size, device=self.device,
-        )
+    def _observe(self) -> TensorDict:
+        """The observation TensorDict of the current state of every env."""
+        obs = TensorDict({"observation": self._observation()}, batch_size=(self.num_envs, self.n_agents))
+        return TensorDict({"agents": obs}, batch_size=self.batch_size, device=self.device)
 
-    def _observation(self, which: torch.Tensor | None = None) -> torch.Tensor:
-        """Observations ``[E, n_agents, obs_dim]`` of all envs, or of envs ``which``."""
+    def _observation(self) -> torch.Tensor:
+        """Observations ``[E, n_agents, obs_dim]`` of the current state of every env."""
         raise NotImplementedError
 
     # ------------------------------------------------------------------------ rendering

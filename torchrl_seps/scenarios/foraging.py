@@ -532,14 +532,10 @@ class LevelBasedForaging(GridWorld):
 
     # ------------------------------------------------------------------------ observation
 
-    def _observation(self, which: torch.Tensor | None = None) -> torch.Tensor:
-        """Observations ``[E, players, obs_dim]`` of all envs, or of envs ``which``."""
+    def _observation(self) -> torch.Tensor:
         N, nf, dev = self.n_agents, self.max_num_food, self.device
         s = self.sight
-        pos = self._pos if which is None else self._pos[which]
-        levels = self._levels if which is None else self._levels[which]
-        field = self._field if which is None else self._field[which]
-        E = pos.shape[0]
+        pos, levels, field, E = self._pos, self._levels, self._field, self.num_envs
         corner = (pos - s).clamp(min=0)  # [E, N, 2]
         # foods in row-major order: the first nf non-empty cells
         flat = field.flatten(1)

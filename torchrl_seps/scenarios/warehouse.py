@@ -172,6 +172,12 @@ class ColouredWarehouse(GridWorld):
         self.rows, self.cols = highway.shape
         self.n_shelves = int((~highway).sum())
         self._highway = highway.to(dev)
+        # cells are numbered on the grid padded by the sensor range, so that a sensed cell
+        # off the grid is an empty cell of the padding
+        r = self.sensor_range
+        self._padded_cols = self.cols + 2 * r
+        self._n_cells = (self.rows + 2 * r) * self._padded_cols
+        self._highway_cells = torch.nn.functional.pad(highway, (r, r, r, r)).flatten().to(dev)
         self.goals: list[tuple[int, int]] = goals
         self._shelf_home = (~highway).nonzero().to(dev)  # [S, 2], row-major
         self.agent_types = torch.arange(n) * self.n_colours // n
@@ -182,7 +188,6 @@ class ColouredWarehouse(GridWorld):
         self._ahead = _AHEAD.to(dev)
         self._turn_left, self._turn_right = _TURN_LEFT.to(dev), _TURN_RIGHT.to(dev)
         self._cell_codes, self._own_codes = self._code_tables()
-        r = self.sensor_range
         window = torch.tensor([[dy, dx] for dy in range(-r, r + 1) for dx in range(-r, r + 1)])
         self._window = window.to(dev)  # [K, 2]
 
@@ -194,6 +199,7 @@ class ColouredWarehouse(GridWorld):
         self._shelf_pos = self._shelf_home.expand(E, S, 2).clone()
         self._shelf_colour = torch.zeros(E, S, dtype=torch.long, device=dev)
         self._requested = torch.zeros(E, S, dtype=torch.bool, device=dev)
+        self._state_grids: tuple[torch.Tensor, torch.Tensor] | None = None
 
         cell = [1.0] + [1.0] * 4 + [1.0] * self.n_colours + [1.0]
         high = [self.cols - 1, self.rows - 1, 1, 1, 1, 1, 1, 1] + cell * len(window)
@@ -333,28 +339,35 @@ class ColouredWarehouse(GridWorld):
     # ------------------------------------------------------------------------ step
 
     def _grids(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Agent and shelf number + 1 per flat cell ``[E, rows * cols]`` (0: none)."""
+        """Agent and shelf number + 1 per padded cell ``[E, n_cells]`` (0: none), of the state
+        the last observation was made of (every change of state ends with an observation)."""
+        if self._state_grids is None:
+            self._state_grids = self._make_grids()
+        return self._state_grids
+
+    def _make_grids(self) -> tuple[torch.Tensor, torch.Tensor]:
         E, N, S, dev = self.num_envs, self.n_agents, self.n_shelves, self.device
-        cells = self.rows * self.cols
-        agents = torch.zeros(E, cells, dtype=torch.long, device=dev)
+        agents = torch.zeros(E, self._n_cells, dtype=torch.long, device=dev)
         agent_id = torch.arange(1, N + 1, device=dev).expand(E, N)
         agents.scatter_reduce_(1, self._flat(self._pos), agent_id, "amax")
-        shelves = torch.zeros(E, cells, dtype=torch.long, device=dev)
+        shelves = torch.zeros(E, self._n_cells, dtype=torch.long, device=dev)
         shelf_id = torch.arange(1, S + 1, device=dev).expand(E, S)
         shelves.scatter_reduce_(1, self._flat(self._shelf_pos), shelf_id, "amax")
         return agents, shelves
 
     def _flat(self, pos: torch.Tensor) -> torch.Tensor:
-        return pos[..., 0] * self.cols + pos[..., 1]
+        """Padded cell number of positions ``[..., 2]`` (row, col)."""
+        r = self.sensor_range
+        return (pos[..., 0] + r) * self._padded_cols + (pos[..., 1] + r)
 
     def _step(self, tensordict: TensorDictBase) -> TensorDictBase:
         E, N, dev = self.num_envs, self.n_agents, self.device
         action = self._rotation.expand(E, N, N_ACTIONS).gather(2, self._actions(tensordict)[..., None])[..., 0]
         agents, shelves = self._grids()
-        pos, carrying = self._pos, self._carry >= 0
+        pos, direction, carrying = self._pos, self._dir, self._carry >= 0
         cell = self._flat(pos)
         # 1. claims
-        ahead = pos + self._ahead[self._dir]
+        ahead = pos + self._ahead.index_select(0, direction.flatten()).view(E, N, 2)
         ahead[..., 0].clamp_(0, self.rows - 1)
         ahead[..., 1].clamp_(0, self.cols - 1)
         target = torch.where((action == FORWARD)[..., None], ahead, pos)
@@ -368,14 +381,12 @@ class ColouredWarehouse(GridWorld):
         moves = self._resolve(cell, target_cell, occupant)
         # 3. moves, turns, loads
         self._pos = torch.where(moves[..., None], target, pos)
-        self._dir = torch.where(
-            action == LEFT, self._turn_left[self._dir],
-            torch.where(action == RIGHT, self._turn_right[self._dir], self._dir),
-        )
+        turned = torch.where(action == LEFT, self._turn_left.gather(0, direction.flatten()).view(E, N), direction)
+        self._dir = torch.where(action == RIGHT, self._turn_right.gather(0, direction.flatten()).view(E, N), turned)
         toggle = action == TOGGLE_LOAD
         under = shelves.gather(1, cell) - 1
         pick = toggle & ~carrying & (under >= 0)
-        drop = toggle & carrying & ~self._highway.flatten()[cell]
+        drop = toggle & carrying & ~self._highway_cells.gather(0, cell.flatten()).view(E, N)
         self._carry = torch.where(pick, under, torch.where(drop, -1, self._carry))
         carried = self._carry >= 0
         padded = torch.cat([self._shelf_pos, self._shelf_pos.new_zeros(E, 1, 2)], 1)
@@ -390,7 +401,8 @@ class ColouredWarehouse(GridWorld):
     def _resolve(self, cell: torch.Tensor, target_cell: torch.Tensor, occupant: torch.Tensor) -> torch.Tensor:
         """Rule 2: which agents move, ``[E, N]`` bool."""
         E, N, dev = self.num_envs, self.n_agents, self.device
-        me = torch.arange(N, device=dev).expand(E, N)
+        index = torch.arange(N, device=dev)
+        me = index.expand(E, N)
         moving = target_cell != cell
         succ = torch.where(moving, occupant, me)  # next agent along the claims; -1: a free cell
         # cycles: the length of the cycle through an agent, 0 when it is on none
@@ -408,15 +420,14 @@ class ColouredWarehouse(GridWorld):
                 1, slot, height[:, :N] + 1, "amax"
             )
         # rank of every agent's cell by when it was first named (own cell 2i, claimed 2i + 1)
-        cells = self.rows * self.cols
-        claimed = torch.full((E, cells), 2 * N, dtype=torch.long, device=dev)
-        claimed.scatter_reduce_(1, target_cell, 2 * me + 1, "amin")
-        first_named = torch.minimum(claimed.gather(1, cell), 2 * me)
+        claimed_by = cell[:, :, None] == target_cell[:, None, :]  # [E, i, j]: j claims i's cell
+        first_claim = torch.where(claimed_by, 2 * index + 1, 2 * N).min(-1).values
+        first_named = torch.minimum(first_claim, 2 * me)
         key = height[:, :N] * (2 * N + 1) + (2 * N - first_named)
         key = torch.where(to_free, key, -1)
-        best_key = torch.full((E, cells), -1, dtype=torch.long, device=dev)
-        best_key.scatter_reduce_(1, target_cell, key, "amax")
-        best = to_free & (best_key.gather(1, target_cell) == key)
+        # the best key among the agents claiming the same cell
+        rivals = target_cell[:, :, None] == target_cell[:, None, :]
+        best = to_free & (torch.where(rivals, key[:, None, :], -1).amax(-1) == key)
         chosen = best & (succ < 0)
         for _ in range(N - 1):
             chosen = best & ((succ < 0) | chosen.gather(1, succ.clamp(min=0)))
@@ -425,24 +436,21 @@ class ColouredWarehouse(GridWorld):
 
     def _deliver(self, row: int, col: int, carried: torch.Tensor, reward: torch.Tensor) -> torch.Tensor:
         """Rule 4 at the goal ``(row, col)``; returns the rewards."""
-        E, dev = self.num_envs, self.device
         at_goal = (self._pos[..., 0] == row) & (self._pos[..., 1] == col) & carried  # [E, N]
-        shelf = torch.where(at_goal, self._carry, -1).amax(1)  # [E]
-        envs = torch.arange(E, device=dev)
-        delivered = (shelf >= 0) & self._requested[envs, shelf.clamp(min=0)]
+        shelf = torch.where(at_goal, self._carry, -1).amax(1, keepdim=True)  # [E, 1]
+        index = shelf.clamp(min=0)
+        delivered = (shelf >= 0) & self._requested.gather(1, index)  # [E, 1]
         if not delivered.any():
             return reward
         # the new request: uniform among the shelves not requested (the delivered one is)
         free = ~self._requested
         u = self._uniform()
         pick = (u * free.sum(1)).long().clamp(max=self.n_shelves - 1)
-        new = (free.long().cumsum(1) <= pick[:, None]).sum(1).clamp(max=self.n_shelves - 1)
-        requested = self._requested.clone()
-        requested[envs, shelf.clamp(min=0)] &= ~delivered
-        requested[envs, new] |= delivered
-        self._requested = requested
-        own = self._shelf_colour[envs, shelf.clamp(min=0)][:, None] == self.colours
-        return reward + (at_goal & own & delivered[:, None]).float()
+        new = (free.long().cumsum(1) <= pick[:, None]).sum(1, keepdim=True).clamp(max=self.n_shelves - 1)
+        requested = self._requested.scatter(1, index, self._requested.gather(1, index) & ~delivered)
+        self._requested = requested.scatter(1, new, requested.gather(1, new) | delivered)
+        own = self._shelf_colour.gather(1, index) == self.colours
+        return reward + (at_goal & own & delivered).float()
 
     def _code_tables(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Observation rows of a sensed cell and of an agent's own flags, by their codes."""
@@ -465,30 +473,24 @@ class ColouredWarehouse(GridWorld):
 
     # ------------------------------------------------------------------------ observation
 
-    def _observation(self, which: torch.Tensor | None = None) -> torch.Tensor:
-        pick = (lambda t: t) if which is None else (lambda t: t[which])
-        pos, direction, carry = pick(self._pos), pick(self._dir), pick(self._carry)
-        shelf_pos, colour, requested = pick(self._shelf_pos), pick(self._shelf_colour), pick(self._requested)
-        E, N, S, K, dev = pos.shape[0], self.n_agents, self.n_shelves, len(self._window), self.device
-        r, rows, cols = self.sensor_range, self.rows + 2 * self.sensor_range, self.cols + 2 * self.sensor_range
-        # grids padded by the sensor range: agent / shelf number + 1 per cell
-        flat = lambda p: (p[..., 0] + r) * cols + p[..., 1] + r
-        agents = torch.zeros(E, rows * cols, dtype=torch.long, device=dev)
-        agents.scatter_reduce_(1, flat(pos), torch.arange(1, N + 1, device=dev).expand(E, N), "amax")
-        shelves = torch.zeros(E, rows * cols, dtype=torch.long, device=dev)
-        shelves.scatter_reduce_(1, flat(shelf_pos), torch.arange(1, S + 1, device=dev).expand(E, S), "amax")
-        seen = flat(pos[:, :, None, :] + self._window).flatten(1)  # [E, N * K]
+    def _observation(self) -> torch.Tensor:
+        E, N = self.num_envs, self.n_agents
+        pos, direction, carry = self._pos, self._dir, self._carry
+        self._state_grids = agents, shelves = self._make_grids()
+        seen = self._flat(pos[:, :, None, :] + self._window).flatten(1)  # [E, N * K]
         agent = agents.gather(1, seen) - 1
         shelf = shelves.gather(1, seen) - 1
         # what a cell shows, as a row of self._cell_codes: 0 / 1 + direction, then 0 / 1 +
         # 2 * colour + requested
         agent_code = torch.where(agent >= 0, direction.gather(1, agent.clamp(min=0)) + 1, 0)
-        shelf_state = 2 * colour + requested.long()
+        shelf_state = 2 * self._shelf_colour + self._requested.long()
         shelf_code = torch.where(shelf >= 0, shelf_state.gather(1, shelf.clamp(min=0)) + 1, 0)
         code = agent_code * (2 * self.n_colours + 1) + shelf_code
-        sensors = self._cell_codes[code].view(E, N, -1)
-        own_code = ((carry >= 0).long() * 4 + direction) * 2 + self._highway.flatten()[self._flat(pos)].long()
-        return torch.cat([pos[..., [1, 0]].float(), self._own_codes[own_code], sensors], -1)
+        sensors = self._cell_codes.index_select(0, code.flatten()).view(E, N, -1)
+        corridor = self._highway_cells.gather(0, self._flat(pos).flatten()).view(E, N)
+        own_code = ((carry >= 0).long() * 4 + direction) * 2 + corridor.long()
+        own = self._own_codes.index_select(0, own_code.flatten()).view(E, N, -1)
+        return torch.cat([pos.flip(-1).float(), own, sensors], -1)
 
     # ------------------------------------------------------------------------ rendering
 
