@@ -211,20 +211,19 @@ class LevelBasedForaging(GridWorld):
         )
         self._moves = _MOVES.to(dev)
         # cells a food keeps other foods out of, relative to it
-        self._exclusion = torch.tensor(
-            [[dr, dc] for dr in range(-1, 2) for dc in range(-1, 2)]
-            + [[-2, 0], [2, 0], [0, -2], [0, 2]],
-            device=dev,
-        )
+        self._exclusion = self._exclusion_table().to(dev)
         # observer i lists itself first, then the others in index order
         self._order = torch.tensor(
-            [[i] + [j for j in range(n) if j != i] for i in range(n)], device=dev
-        )
+            [i for k in range(n) for i in [k] + [j for j in range(n) if j != k]], device=dev
+        )  # [n * n], one row of n per observer
 
         # state
         self._pos = torch.zeros(num_envs, n, 2, dtype=torch.long, device=dev)
         self._levels = self._min_level.expand(num_envs, n).clone()
         self._field = torch.zeros(num_envs, self.rows, self.cols, dtype=torch.long, device=dev)
+        # the spawned foods' flat cells, ascending (row-major); rows * cols for none. A food
+        # is gone when its cell of the field is 0.
+        self._food_cells = torch.full((num_envs, self.max_num_food), self.rows * self.cols, device=dev)
         self._food_spawned = torch.zeros(num_envs, dtype=torch.long, device=dev)
         self._placed = torch.zeros(num_envs, dtype=torch.bool, device=dev)
 
@@ -377,20 +376,38 @@ class LevelBasedForaging(GridWorld):
             "food_spawned": (self.num_envs,),
         }
         values = self._state_values(state, expected)
+        foods = (values["field"] > 0).flatten(1).sum(1).max().item()
+        if foods > self.max_num_food:
+            raise ValueError(f"state['field'] must hold at most max_num_food={self.max_num_food} foods, got {foods}")
         pos = values["positions"]
         self._pos, self._levels = pos.clone(), values["levels"].clone()
         self._field, self._food_spawned = values["field"].clone(), values["food_spawned"].clone()
+        self._food_cells = self._food_list(self._field.flatten(1))
         self._placed[:] = True
         return self._observe()
 
     # ------------------------------------------------------------------------ reset
 
-    def _uniform_cell(self, free: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """One cell drawn uniformly among the ``free`` ones ``[E, R, C]``; and whether any was."""
-        scores = torch.rand(free.shape, generator=self._rng, device=self.device)
-        scores = torch.where(free, scores + 1.0, torch.zeros_like(scores)).flatten(1)
-        cell = scores.argmax(1)
-        return torch.stack([cell // self.cols, cell % self.cols], -1), free.flatten(1).any(1)
+    def _exclusion_table(self) -> torch.Tensor:
+        """For every flat cell, the flat cells a food there keeps other foods out of (its 3x3
+        neighbourhood and 2 cells away in line), ``[rows * cols, 13]``; ``rows * cols`` where
+        that cell is off the grid."""
+        R, C = self.rows, self.cols
+        offsets = torch.tensor(
+            [[dr, dc] for dr in range(-1, 2) for dc in range(-1, 2)] + [[-2, 0], [2, 0], [0, -2], [0, 2]]
+        )
+        cells = torch.stack(torch.meshgrid(torch.arange(R), torch.arange(C), indexing="ij"), -1).view(-1, 1, 2)
+        near = cells + offsets
+        inside = (near[..., 0] >= 0) & (near[..., 0] < R) & (near[..., 1] >= 0) & (near[..., 1] < C)
+        return torch.where(inside, near[..., 0] * C + near[..., 1], R * C)
+
+    def _food_list(self, field: torch.Tensor) -> torch.Tensor:
+        """Flat cells of the foods of ``field`` ``[E, rows * cols]``, ascending, padded with
+        ``rows * cols`` to ``max_num_food`` entries."""
+        RC = field.shape[1]
+        key = torch.where(field > 0, torch.arange(RC, 0, -1, device=field.device), 0)
+        top = key.topk(self.max_num_food, dim=1).values  # RC - cell, descending
+        return torch.where(top > 0, RC - top, RC)
 
     def _uniform_int(self, low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
         """Integers uniform in ``[low, high]`` (elementwise)."""
@@ -398,22 +415,22 @@ class LevelBasedForaging(GridWorld):
         return low + torch.minimum((u * (high - low + 1)).long(), high - low)
 
     def _spawn(self, which: torch.Tensor) -> None:
-        E, N, R, C, dev = which.numel(), self.n_agents, self.rows, self.cols, self.device
-        rows = torch.arange(E, device=dev)
+        E, N, nf, dev = which.numel(), self.n_agents, self.max_num_food, self.device
+        RC = self.rows * self.cols
+        # one uniform score per cell and draw: a draw takes the allowed cell of highest score
+        scores = torch.rand(E, N + nf, RC, generator=self._rng, device=dev)
         # agents, one at a time, on cells that no agent holds: the new cells of the agents
         # placed before, the previous cells of the others and its own (after a first reset)
         prev = self._pos[which]
-        old = prev[..., 0] * C + prev[..., 1]  # [E, N] flat cells
+        old = prev[..., 0] * self.cols + prev[..., 1]  # [E, N] flat cells
         weight = self._placed[which, None].expand(E, N).long()
-        old_count = torch.zeros(E, R * C, dtype=torch.long, device=dev)
-        old_count.scatter_add_(1, old, weight)
-        taken = torch.zeros(E, R * C, dtype=torch.bool, device=dev)
-        new_pos = torch.empty_like(prev)
+        held = torch.zeros(E, RC, dtype=torch.long, device=dev).scatter_add_(1, old, weight)
+        cells = torch.empty(E, N, dtype=torch.long, device=dev)
         for i in range(N):
-            cell, _ = self._uniform_cell(((old_count == 0) & ~taken).view(E, R, C))
-            new_pos[:, i] = cell
-            old_count.scatter_add_(1, old[:, i : i + 1], -weight[:, i : i + 1])
-            taken.scatter_(1, (cell[:, 0] * C + cell[:, 1])[:, None], True)
+            cell = torch.where(held == 0, scores[:, i], -1.0).argmax(1, keepdim=True)
+            cells[:, i : i + 1] = cell
+            held.scatter_add_(1, cell, torch.ones_like(cell))
+            held.scatter_add_(1, old[:, i : i + 1], -weight[:, i : i + 1])
         # levels: lbforaging shuffles the per-agent bounds over the agents
         if self.fixed_levels is not None:
             levels = self._min_level.expand(E, N)
@@ -421,31 +438,30 @@ class LevelBasedForaging(GridWorld):
             perm = torch.rand(E, N, generator=self._rng, device=dev).argsort(1)
             levels = self._uniform_int(self._min_level[perm], self._max_level[perm])
         # foods, one at a time, on inner cells away from other foods and from agents
-        nf = self.max_num_food
         if self._max_food is None:
             top = levels.sort(1).values[:, :3].sum(1, keepdim=True).expand(E, nf)
         else:
             top = self._max_food.expand(E, nf)
         low = top if self.force_coop else self._min_food.expand(E, nf)
         perm = torch.rand(E, nf, generator=self._rng, device=dev).argsort(1)
-        low, top = low.gather(1, perm), top.gather(1, perm)
-        field = torch.zeros(E, R * C, dtype=torch.long, device=dev)
-        border = torch.ones(R, C, dtype=torch.long, device=dev)
+        food_levels = self._uniform_int(low.gather(1, perm), top.gather(1, perm))
+        # blocked > 0: agents' cells, the border, near a food; the last column: off the grid
+        border = torch.ones(self.rows, self.cols, dtype=torch.long, device=dev)
         border[1:-1, 1:-1] = 0
-        blocked = taken.long() + border.flatten()  # > 0: agents' cells, the border, near food
+        blocked = torch.cat([held + border.flatten(), held.new_ones(E, 1)], 1)
+        field = torch.zeros(E, RC + 1, dtype=torch.long, device=dev)
         for k in range(nf):
-            cell, ok = self._uniform_cell((blocked == 0).view(E, R, C))
-            level = self._uniform_int(low[:, k], top[:, k])
-            flat = cell[:, 0] * C + cell[:, 1]
-            field[rows, flat] = torch.where(ok, level, field[rows, flat])
-            # a food keeps others out of its 3x3 neighbourhood and 2 cells away in line
-            near = cell[:, None, :] + self._exclusion
-            inside = (near[..., 0] >= 0) & (near[..., 0] < R) & (near[..., 1] >= 0) & (near[..., 1] < C)
-            near_flat = near[..., 0].clamp(0, R - 1) * C + near[..., 1].clamp(0, C - 1)
-            blocked.scatter_add_(1, near_flat, (inside & ok[:, None]).long())
-        self._pos[which] = new_pos
+            best = torch.where(blocked[:, :RC] == 0, scores[:, N + k], -1.0).max(1, keepdim=True)
+            ok = best.values >= 0  # a free cell was left
+            cell = torch.where(ok, best.indices, RC)
+            field.scatter_(1, cell, food_levels[:, k : k + 1])
+            blocked.scatter_add_(1, self._exclusion.index_select(0, cell.clamp(max=RC - 1).flatten()),
+                                 ok.long().expand(E, self._exclusion.shape[1]))
+        field = field[:, :RC]
+        self._pos[which] = torch.stack([cells // self.cols, cells % self.cols], -1)
         self._levels[which] = levels
-        self._field[which] = field.view(E, R, C)
+        self._field[which] = field.view(E, self.rows, self.cols)
+        self._food_cells[which] = self._food_list(field)
         self._food_spawned[which] = field.sum(1)
         self._placed[which] = True
 
@@ -480,78 +496,107 @@ class LevelBasedForaging(GridWorld):
         pos = torch.where((claims == 1)[..., None], target, pos)
         self._pos = pos
         # 3. loading, agents in index order
-        reward = torch.zeros(E, N, dtype=torch.float64, device=self.device)
         loading = action == LOAD
         if loading.any():
-            reward = self._load(loading, pos, reward)
+            reward = self._load(loading, pos)
+        else:
+            reward = torch.zeros(E, N, dtype=torch.float64, device=self.device)
         # 4. termination
         terminated = self._field.flatten(1).amax(1, keepdim=True) == 0
         return self._step_output(reward, terminated)
 
-    def _load(self, loading: torch.Tensor, pos: torch.Tensor, reward: torch.Tensor) -> torch.Tensor:
-        """Rule 3 in the environments where some agent loads; returns the rewards."""
-        which = loading.any(1).nonzero().squeeze(1)
-        E, N, R, C, dev = which.numel(), self.n_agents, self.rows, self.cols, self.device
-        rows = torch.arange(E, device=dev)
-        levels, pos, field = self._levels[which], pos[which], self._field[which]
-        remaining, out = loading[which], reward[which]
+    def _load(self, loading: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+        """Rule 3; returns the rewards ``[E, N]``."""
+        E, N, R, C = self.num_envs, self.n_agents, self.rows, self.cols
+        field = self._field.flatten(1)
         r, c = pos[..., 0], pos[..., 1]
         # every agent's first food among north, south, west, east (lbforaging's search order
-        # and bounds). An agent still loading at its turn has all its foods: an eaten food's
-        # loading neighbours were all in the group that ate it.
+        # and bounds)
         look = pos[:, :, None, :] + self._moves[1:5]  # [E, N, 4, 2]
-        ok = torch.stack([r > 1, r < R - 1, c > 1, c < C - 1], -1)
+        inside = (look[..., 0] >= 0) & (look[..., 0] < R) & (look[..., 1] >= 0) & (look[..., 1] < C)
         flat = look[..., 0].clamp(0, R - 1) * C + look[..., 1].clamp(0, C - 1)
-        hit = ok & (field.flatten(1).gather(1, flat.flatten(1)).view(E, N, 4) > 0)
+        near = inside & (field.gather(1, flat.flatten(1)).view(E, N, 4) > 0)
+        hit = near & torch.stack([r > 1, r < R - 1, c > 1, c < C - 1], -1)
+        food_cell = flat.gather(2, hit.long().argmax(-1, keepdim=True))[..., 0]  # [E, N]
+        # where every loading agent sees exactly one food and finds it, the groups are the
+        # agents sharing a food, and index order does not matter
+        reward, new_field = self._load_groups(loading, food_cell, field)
+        simple = ((near.sum(-1) == 1) & hit.any(-1)) | ~loading
+        hard = (~simple.all(1)).nonzero().squeeze(1)
+        if hard.numel():
+            reward[hard], new_field[hard] = self._load_in_order(
+                hard, loading[hard], pos[hard], hit[hard], food_cell[hard], field[hard]
+            )
+        self._field = new_field.view(E, R, C)
+        return reward
+
+    def _share(self, levels: torch.Tensor, food: torch.Tensor, total: torch.Tensor, spawned: torch.Tensor) -> torch.Tensor:
+        """The reward ``[E, N]`` of agents of ``levels`` in groups of level ``total`` eating ``food``."""
+        share = (levels * food).double()
+        if self.normalize_reward:
+            share = share / (total * spawned[:, None]).clamp(min=1).double()
+        return share
+
+    def _load_groups(self, loading: torch.Tensor, food_cell: torch.Tensor, field: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Rule 3 where each loading agent has one food: rewards ``[E, N]`` and the new field."""
+        levels = self._levels
+        same = (food_cell[:, :, None] == food_cell[:, None, :]) & loading[:, None, :]
+        total = (same * levels[:, None, :]).sum(-1)  # level of every agent's group
+        food = field.gather(1, food_cell)
+        success = loading & (total >= food)
+        reward = torch.where(success, self._share(levels, food, total, self._food_spawned), 0.0)
+        reward = torch.where(loading & ~success, -self.penalty, reward)
+        # eaten foods become 0; every other agent's entry writes its cell's own value
+        return reward, field.scatter_reduce(1, food_cell, torch.where(success, 0, food), "amin")
+
+    def _load_in_order(self, which, loading, pos, hit, food_cell, field) -> tuple[torch.Tensor, torch.Tensor]:
+        """Rule 3 agent by agent in the envs ``which``: rewards ``[E, N]`` and the new field.
+        An agent still loading at its turn has all its foods: an eaten food's loading
+        neighbours were all in the group that ate it."""
+        E, N = loading.shape
+        levels, spawned = self._levels[which], self._food_spawned[which]
+        rows = torch.arange(E, device=self.device)
         found = hit.any(-1)
-        first = hit.long().argmax(-1, keepdim=True)  # [E, N, 1]
-        food_cell = look.gather(2, first[..., None].expand(E, N, 1, 2))[:, :, 0]  # [E, N, 2]
-        fr, fc = food_cell[..., 0], food_cell[..., 1]
+        fr, fc = food_cell // self.cols, food_cell % self.cols
+        r, c = pos[..., 0], pos[..., 1]
         # adjacent[e, i, j]: agent j is next to agent i's food
         adjacent = ((r[:, None, :] - fr[..., None]).abs() + (c[:, None, :] - fc[..., None]).abs()) == 1
+        out = torch.zeros(E, N, dtype=torch.float64, device=self.device)
+        remaining = loading.clone()
         for i in range(N):
             go = remaining[:, i] & found[:, i]
-            if not go.any():
-                remaining[:, i] = False
-                continue
-            food = field[rows, fr[:, i], fc[:, i]]
+            food = field[rows, food_cell[:, i]]
             group = adjacent[:, i] & remaining & go[:, None]
-            total = (levels * group).sum(1)
-            success = go & (total >= food)
-            share = (levels * food[:, None]).double()
-            if self.normalize_reward:
-                share = share / (total * self._food_spawned[which]).clamp(min=1)[:, None].double()
+            total = (levels * group).sum(1, keepdim=True)
+            success = go & (total[:, 0] >= food)
+            share = self._share(levels, food[:, None], total, spawned)
             out = torch.where(group & success[:, None], share, out)
             out = torch.where(group & ~success[:, None], out - self.penalty, out)
-            field[rows, fr[:, i], fc[:, i]] = torch.where(success, 0, food)
+            field[rows, food_cell[:, i]] = torch.where(success, 0, food)
             remaining = remaining & ~group
             remaining[:, i] = False
-        self._field[which] = field
-        reward[which] = out
-        return reward
+        return out, field
 
     # ------------------------------------------------------------------------ observation
 
     def _observation(self) -> torch.Tensor:
         N, nf, dev = self.n_agents, self.max_num_food, self.device
-        s = self.sight
-        pos, levels, field, E = self._pos, self._levels, self._field, self.num_envs
+        s, RC = self.sight, self.rows * self.cols
+        pos, levels, field, E = self._pos, self._levels, self._field.flatten(1), self.num_envs
         corner = (pos - s).clamp(min=0)  # [E, N, 2]
-        # foods in row-major order: the first nf non-empty cells
-        flat = field.flatten(1)
-        cells = torch.arange(flat.shape[1], 0, -1, device=dev)
-        key = torch.where(flat > 0, cells, torch.zeros_like(cells))
-        k = nf  # validate_config keeps max_num_food <= rows * cols
-        top = key.topk(k, dim=1)
-        exists = top.values > 0  # [E, k]
-        idx = top.indices
-        food_pos = torch.stack([idx // self.cols, idx % self.cols], -1)  # [E, k, 2]
-        food_lvl = flat.gather(1, idx)
+        # the foods left, in row-major order, then the empty slots
+        cells = self._food_cells
+        left = (cells < RC) & (field.gather(1, cells.clamp(max=RC - 1)) > 0)
+        cells = torch.where(left, cells, RC).sort(1).values
+        exists = cells < RC  # [E, nf]
+        food_lvl = torch.where(exists, field.gather(1, cells.clamp(max=RC - 1)), 0)
+        food_pos = torch.stack([cells // self.cols, cells % self.cols], -1)  # [E, nf, 2]
         fill = torch.tensor([-1, -1, 0], device=dev)
         per_agent = 3 if self.observe_agent_levels else 2
-        other = pos[:, self._order]  # [E, N, N, 2]: self first, then the others in index order
+        # [E, N, N, 2]: for every observer, itself first, then the others in index order
+        other = pos.index_select(1, self._order).view(E, N, N, 2)
         if s >= max(self.rows, self.cols) - 1:
-            # full sight: every corner is (0, 0), everything is seen, foods already in front
+            # full sight: every corner is (0, 0) and everything is seen
             obs = torch.empty(E, N, self.obs_dim, device=dev)
             foods = obs[..., : 3 * nf].view(E, N, nf, 3)
             foods[..., :2] = torch.where(exists[..., None], food_pos, -1)[:, None]
@@ -559,18 +604,18 @@ class LevelBasedForaging(GridWorld):
             agents = obs[..., 3 * nf :].view(E, N, N, per_agent)
             agents[..., :2] = other
             if self.observe_agent_levels:
-                agents[..., 2] = levels[:, self._order]
+                agents[..., 2] = levels.index_select(1, self._order).view(E, N, N)
             return obs
-        rel = food_pos[:, None] - corner[:, :, None]  # [E, N, k, 2]
+        rel = food_pos[:, None] - corner[:, :, None]  # [E, N, nf, 2]
         ahead = food_pos[:, None] - pos[:, :, None]
         seen = exists[:, None] & (rel >= 0).all(-1) & (ahead <= s).all(-1)
-        values = torch.cat([rel, food_lvl[:, None, :, None].expand(E, N, k, 1)], -1)
+        values = torch.cat([rel, food_lvl[:, None, :, None].expand(E, N, nf, 1)], -1)
         foods = self._compact(values, seen, nf, fill)  # [E, N, nf, 3]
         rel = other - corner[:, :, None]
         seen = ((rel >= 0) & (rel <= 2 * s)).all(-1)
         values = rel
         if self.observe_agent_levels:
-            values = torch.cat([rel, levels[:, self._order][..., None]], -1)
+            values = torch.cat([rel, levels.index_select(1, self._order).view(E, N, N, 1)], -1)
         agents = self._compact(values, seen, N, fill[:per_agent])
         return torch.cat([foods.flatten(2), agents.flatten(2)], -1).to(torch.float32)
 
