@@ -56,8 +56,6 @@ __all__ = ["LevelBasedForaging", "NONE", "NORTH", "SOUTH", "WEST", "EAST", "LOAD
 #: Action indices, as in ``lbforaging``.
 NONE, NORTH, SOUTH, WEST, EAST, LOAD = range(6)
 N_ACTIONS = 6
-# (row, col) displacement of every action; NONE and LOAD stay.
-_MOVES = torch.tensor([[0, 0], [-1, 0], [1, 0], [0, -1], [0, 1], [0, 0]])
 
 _OPTIONS = (
     "players", "field_size", "max_num_food", "sight", "levels", "min_player_level",
@@ -209,9 +207,21 @@ class LevelBasedForaging(GridWorld):
             max(config["max_food_level"]) if config["max_food_level"] is not None
             else sum(sorted(high)[:3])
         )
-        self._moves = _MOVES.to(dev)
-        # cells a food keeps other foods out of, relative to it
+        # the state's grid is the field padded by a wall of -1, flattened: W cells per row
+        R, C, W = self.rows, self.cols, self.cols + 2
+        self._width = W
+        self._around = torch.tensor([-W, W, -1, 1], device=dev)  # north, south, west, east
+        self._shift = torch.tensor([0, -W, W, -1, 1, 0], device=dev)  # of every action
+        # lbforaging searches north only below row 1, west only right of column 1
+        rows = torch.arange(-1, R + 1)[:, None].expand(R + 2, C + 2)
+        cols = torch.arange(-1, C + 1)[None, :].expand(R + 2, C + 2)
+        self._searched = torch.stack([rows > 1, rows < R - 1, cols > 1, cols < C - 1], -1).view(-1, 4).to(dev)
+        # cells a food keeps other foods out of, per cell of the field (unpadded)
         self._exclusion = self._exclusion_table().to(dev)
+        # 1 on the border of the field (flattened): no food spawns there
+        self._border = torch.ones(R, C, dtype=torch.long)
+        self._border[1:-1, 1:-1] = 0
+        self._border = self._border.flatten().to(dev)
         # observer i lists itself first, then the others in index order
         self._order = torch.tensor(
             [i for k in range(n) for i in [k] + [j for j in range(n) if j != k]], device=dev
@@ -220,10 +230,10 @@ class LevelBasedForaging(GridWorld):
         # state
         self._pos = torch.zeros(num_envs, n, 2, dtype=torch.long, device=dev)
         self._levels = self._min_level.expand(num_envs, n).clone()
-        self._field = torch.zeros(num_envs, self.rows, self.cols, dtype=torch.long, device=dev)
-        # the spawned foods' flat cells, ascending (row-major); rows * cols for none. A food
-        # is gone when its cell of the field is 0.
-        self._food_cells = torch.full((num_envs, self.max_num_food), self.rows * self.cols, device=dev)
+        self._grid = self._padded(torch.zeros(num_envs, R, C, dtype=torch.long, device=dev))
+        # the spawned foods' cells of the grid, ascending (row-major); the grid's size for none.
+        # A food is gone when its cell holds 0.
+        self._food_cells = torch.full((num_envs, self.max_num_food), self._grid.shape[1], device=dev)
         self._food_spawned = torch.zeros(num_envs, dtype=torch.long, device=dev)
         self._placed = torch.zeros(num_envs, dtype=torch.bool, device=dev)
 
@@ -335,7 +345,7 @@ class LevelBasedForaging(GridWorld):
             {
                 "positions": self._pos.clone(),
                 "levels": self._levels.clone(),
-                "field": self._field.clone(),
+                "field": self._field.contiguous(),
                 "food_spawned": self._food_spawned.clone(),
             },
             batch_size=self.batch_size,
@@ -381,8 +391,8 @@ class LevelBasedForaging(GridWorld):
             raise ValueError(f"state['field'] must hold at most max_num_food={self.max_num_food} foods, got {foods}")
         pos = values["positions"]
         self._pos, self._levels = pos.clone(), values["levels"].clone()
-        self._field, self._food_spawned = values["field"].clone(), values["food_spawned"].clone()
-        self._food_cells = self._food_list(self._field.flatten(1))
+        self._grid, self._food_spawned = self._padded(values["field"]), values["food_spawned"].clone()
+        self._food_cells = self._food_list(self._grid)
         self._placed[:] = True
         return self._observe()
 
@@ -401,13 +411,27 @@ class LevelBasedForaging(GridWorld):
         inside = (near[..., 0] >= 0) & (near[..., 0] < R) & (near[..., 1] >= 0) & (near[..., 1] < C)
         return torch.where(inside, near[..., 0] * C + near[..., 1], R * C)
 
-    def _food_list(self, field: torch.Tensor) -> torch.Tensor:
-        """Flat cells of the foods of ``field`` ``[E, rows * cols]``, ascending, padded with
-        ``rows * cols`` to ``max_num_food`` entries."""
-        RC = field.shape[1]
-        key = torch.where(field > 0, torch.arange(RC, 0, -1, device=field.device), 0)
-        top = key.topk(self.max_num_food, dim=1).values  # RC - cell, descending
-        return torch.where(top > 0, RC - top, RC)
+    @property
+    def _field(self) -> torch.Tensor:
+        """The field ``[E, rows, cols]`` (food level per cell, 0 for none), a view of the grid."""
+        return self._grid.view(self.num_envs, self.rows + 2, self._width)[:, 1:-1, 1:-1]
+
+    @staticmethod
+    def _padded(field: torch.Tensor) -> torch.Tensor:
+        """The grid of ``field`` ``[E, rows, cols]``: padded by a wall of -1, flattened."""
+        return torch.nn.functional.pad(field, (1, 1, 1, 1), value=-1).flatten(1)
+
+    def _food_list(self, grid: torch.Tensor) -> torch.Tensor:
+        """Cells of the foods of ``grid`` ``[E, cells]``, ascending, padded with the number of
+        cells to ``max_num_food`` entries."""
+        P = grid.shape[1]
+        key = torch.where(grid > 0, torch.arange(P, 0, -1, device=grid.device), 0)
+        top = key.topk(self.max_num_food, dim=1).values  # P - cell, descending
+        return torch.where(top > 0, P - top, P)
+
+    def _cell(self, pos: torch.Tensor) -> torch.Tensor:
+        """Cells of the grid of positions ``[..., 2]`` (row, col)."""
+        return (pos[..., 0] + 1) * self._width + (pos[..., 1] + 1)
 
     def _uniform_int(self, low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
         """Integers uniform in ``[low, high]`` (elementwise)."""
@@ -446,9 +470,7 @@ class LevelBasedForaging(GridWorld):
         perm = torch.rand(E, nf, generator=self._rng, device=dev).argsort(1)
         food_levels = self._uniform_int(low.gather(1, perm), top.gather(1, perm))
         # blocked > 0: agents' cells, the border, near a food; the last column: off the grid
-        border = torch.ones(self.rows, self.cols, dtype=torch.long, device=dev)
-        border[1:-1, 1:-1] = 0
-        blocked = torch.cat([held + border.flatten(), held.new_ones(E, 1)], 1)
+        blocked = torch.cat([held + self._border, held.new_ones(E, 1)], 1)
         field = torch.zeros(E, RC + 1, dtype=torch.long, device=dev)
         for k in range(nf):
             best = torch.where(blocked[:, :RC] == 0, scores[:, N + k], -1.0).max(1, keepdim=True)
@@ -460,74 +482,57 @@ class LevelBasedForaging(GridWorld):
         field = field[:, :RC]
         self._pos[which] = torch.stack([cells // self.cols, cells % self.cols], -1)
         self._levels[which] = levels
-        self._field[which] = field.view(E, self.rows, self.cols)
-        self._food_cells[which] = self._food_list(field)
+        grid = self._padded(field.view(E, self.rows, self.cols))
+        self._grid[which] = grid
+        self._food_cells[which] = self._food_list(grid)
         self._food_spawned[which] = field.sum(1)
         self._placed[which] = True
 
     # ------------------------------------------------------------------------ step
 
-    def _food_at(self, cells: torch.Tensor) -> torch.Tensor:
-        """Food level at ``cells`` ``[E, ..., 2]`` (0 off the grid)."""
-        r, c = cells[..., 0], cells[..., 1]
-        inside = (r >= 0) & (r < self.rows) & (c >= 0) & (c < self.cols)
-        flat = (r.clamp(0, self.rows - 1) * self.cols + c.clamp(0, self.cols - 1))
-        level = self._field.flatten(1).gather(1, flat.flatten(1)).view(flat.shape)
-        return torch.where(inside, level, torch.zeros_like(level))
-
     def _step(self, tensordict: TensorDictBase) -> TensorDictBase:
         action = self._actions(tensordict)
-        E, N = self.num_envs, self.n_agents
-        pos = self._pos
-        # 1. invalid actions become NONE
-        neighbours = pos[:, :, None, :] + self._moves[1:5]  # [E, N, 4, 2]: N, S, W, E
-        food_next = self._food_at(neighbours)
-        r, c = neighbours[..., 0], neighbours[..., 1]
-        inside = (r >= 0) & (r < self.rows) & (c >= 0) & (c < self.cols)
-        can_move = inside & (food_next == 0)
-        valid = torch.ones(E, N, 6, dtype=torch.bool, device=self.device)
-        valid[..., 1:5] = can_move
-        valid[..., LOAD] = (food_next > 0).any(-1)
+        E, N, W = self.num_envs, self.n_agents, self._width
+        cell = self._cell(self._pos)
+        # 1. invalid actions become NONE: moves into a wall or a food, LOAD with no food around
+        content = self._grid.gather(1, (cell[..., None] + self._around).flatten(1)).view(E, N, 4)
+        food_around = (content > 0).any(-1, keepdim=True)
+        valid = torch.cat([torch.ones_like(food_around), content == 0, food_around], -1)  # [E, N, 6]
         action = torch.where(valid.gather(2, action[..., None])[..., 0], action, NONE)
         # 2. moves: a claimed cell is taken only by its single claimant
-        target = pos + self._moves[action]
-        cell = target[..., 0] * (self.cols + 2) + target[..., 1]  # distinct for in-grid targets
-        claims = (cell[:, :, None] == cell[:, None, :]).sum(-1)
-        pos = torch.where((claims == 1)[..., None], target, pos)
-        self._pos = pos
-        # 3. loading, agents in index order
+        target = cell + self._shift.gather(0, action.flatten()).view(E, N)
+        claims = (target[:, :, None] == target[:, None, :]).sum(-1)
+        cell = torch.where(claims == 1, target, cell)
+        self._pos = torch.stack([cell // W - 1, cell % W - 1], -1)
+        # 3. loading
         loading = action == LOAD
         if loading.any():
-            reward = self._load(loading, pos)
+            reward = self._load(loading, cell)
         else:
             reward = torch.zeros(E, N, dtype=torch.float64, device=self.device)
-        # 4. termination
-        terminated = self._field.flatten(1).amax(1, keepdim=True) == 0
+        # 4. termination: no food left (the wall is -1)
+        terminated = self._grid.amax(1, keepdim=True) == 0
         return self._step_output(reward, terminated)
 
-    def _load(self, loading: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
-        """Rule 3; returns the rewards ``[E, N]``."""
-        E, N, R, C = self.num_envs, self.n_agents, self.rows, self.cols
-        field = self._field.flatten(1)
-        r, c = pos[..., 0], pos[..., 1]
+    def _load(self, loading: torch.Tensor, cell: torch.Tensor) -> torch.Tensor:
+        """Rule 3 for agents at grid cells ``cell``; returns the rewards ``[E, N]``."""
+        E, N = self.num_envs, self.n_agents
         # every agent's first food among north, south, west, east (lbforaging's search order
         # and bounds)
-        look = pos[:, :, None, :] + self._moves[1:5]  # [E, N, 4, 2]
-        inside = (look[..., 0] >= 0) & (look[..., 0] < R) & (look[..., 1] >= 0) & (look[..., 1] < C)
-        flat = look[..., 0].clamp(0, R - 1) * C + look[..., 1].clamp(0, C - 1)
-        near = inside & (field.gather(1, flat.flatten(1)).view(E, N, 4) > 0)
-        hit = near & torch.stack([r > 1, r < R - 1, c > 1, c < C - 1], -1)
-        food_cell = flat.gather(2, hit.long().argmax(-1, keepdim=True))[..., 0]  # [E, N]
+        around = cell[..., None] + self._around  # [E, N, 4]
+        near = self._grid.gather(1, around.flatten(1)).view(E, N, 4) > 0
+        hit = near & self._searched.index_select(0, cell.flatten()).view(E, N, 4)
+        food_cell = around.gather(2, hit.long().argmax(-1, keepdim=True))[..., 0]  # [E, N]
         # where every loading agent sees exactly one food and finds it, the groups are the
         # agents sharing a food, and index order does not matter
-        reward, new_field = self._load_groups(loading, food_cell, field)
+        reward, grid = self._load_groups(loading, food_cell, self._grid)
         simple = ((near.sum(-1) == 1) & hit.any(-1)) | ~loading
         hard = (~simple.all(1)).nonzero().squeeze(1)
         if hard.numel():
-            reward[hard], new_field[hard] = self._load_in_order(
-                hard, loading[hard], pos[hard], hit[hard], food_cell[hard], field[hard]
+            reward[hard], grid[hard] = self._load_in_order(
+                hard, loading[hard], cell[hard], hit[hard], food_cell[hard], self._grid[hard]
             )
-        self._field = new_field.view(E, R, C)
+        self._grid = grid
         return reward
 
     def _share(self, levels: torch.Tensor, food: torch.Tensor, total: torch.Tensor, spawned: torch.Tensor) -> torch.Tensor:
@@ -537,60 +542,62 @@ class LevelBasedForaging(GridWorld):
             share = share / (total * spawned[:, None]).clamp(min=1).double()
         return share
 
-    def _load_groups(self, loading: torch.Tensor, food_cell: torch.Tensor, field: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Rule 3 where each loading agent has one food: rewards ``[E, N]`` and the new field."""
+    def _load_groups(self, loading: torch.Tensor, food_cell: torch.Tensor, grid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Rule 3 where each loading agent has one food: rewards ``[E, N]`` and the new grid."""
         levels = self._levels
         same = (food_cell[:, :, None] == food_cell[:, None, :]) & loading[:, None, :]
         total = (same * levels[:, None, :]).sum(-1)  # level of every agent's group
-        food = field.gather(1, food_cell)
+        food = grid.gather(1, food_cell)
         success = loading & (total >= food)
         reward = torch.where(success, self._share(levels, food, total, self._food_spawned), 0.0)
         reward = torch.where(loading & ~success, -self.penalty, reward)
         # eaten foods become 0; every other agent's entry writes its cell's own value
-        return reward, field.scatter_reduce(1, food_cell, torch.where(success, 0, food), "amin")
+        return reward, grid.scatter_reduce(1, food_cell, torch.where(success, 0, food), "amin")
 
-    def _load_in_order(self, which, loading, pos, hit, food_cell, field) -> tuple[torch.Tensor, torch.Tensor]:
-        """Rule 3 agent by agent in the envs ``which``: rewards ``[E, N]`` and the new field.
-        An agent still loading at its turn has all its foods: an eaten food's loading
-        neighbours were all in the group that ate it."""
+    def _load_in_order(self, which, loading, cell, hit, food_cell, grid) -> tuple[torch.Tensor, torch.Tensor]:
+        """Rule 3 agent by agent in the envs ``which`` (agents at grid cells ``cell``): rewards
+        ``[E, N]`` and the new grid. An agent still loading at its turn has all its foods: an
+        eaten food's loading neighbours were all in the group that ate it."""
         E, N = loading.shape
+        W = self._width
         levels, spawned = self._levels[which], self._food_spawned[which]
         rows = torch.arange(E, device=self.device)
         found = hit.any(-1)
-        fr, fc = food_cell // self.cols, food_cell % self.cols
-        r, c = pos[..., 0], pos[..., 1]
+        fr, fc = food_cell // W, food_cell % W
+        r, c = cell // W, cell % W
         # adjacent[e, i, j]: agent j is next to agent i's food
         adjacent = ((r[:, None, :] - fr[..., None]).abs() + (c[:, None, :] - fc[..., None]).abs()) == 1
         out = torch.zeros(E, N, dtype=torch.float64, device=self.device)
         remaining = loading.clone()
         for i in range(N):
             go = remaining[:, i] & found[:, i]
-            food = field[rows, food_cell[:, i]]
+            food = grid[rows, food_cell[:, i]]
             group = adjacent[:, i] & remaining & go[:, None]
             total = (levels * group).sum(1, keepdim=True)
             success = go & (total[:, 0] >= food)
             share = self._share(levels, food[:, None], total, spawned)
             out = torch.where(group & success[:, None], share, out)
             out = torch.where(group & ~success[:, None], out - self.penalty, out)
-            field[rows, food_cell[:, i]] = torch.where(success, 0, food)
+            grid[rows, food_cell[:, i]] = torch.where(success, 0, food)
             remaining = remaining & ~group
             remaining[:, i] = False
-        return out, field
+        return out, grid
 
     # ------------------------------------------------------------------------ observation
 
     def _observation(self) -> torch.Tensor:
         N, nf, dev = self.n_agents, self.max_num_food, self.device
-        s, RC = self.sight, self.rows * self.cols
-        pos, levels, field, E = self._pos, self._levels, self._field.flatten(1), self.num_envs
+        s, W = self.sight, self._width
+        pos, levels, grid, E = self._pos, self._levels, self._grid, self.num_envs
+        P = grid.shape[1]
         corner = (pos - s).clamp(min=0)  # [E, N, 2]
         # the foods left, in row-major order, then the empty slots
         cells = self._food_cells
-        left = (cells < RC) & (field.gather(1, cells.clamp(max=RC - 1)) > 0)
-        cells = torch.where(left, cells, RC).sort(1).values
-        exists = cells < RC  # [E, nf]
-        food_lvl = torch.where(exists, field.gather(1, cells.clamp(max=RC - 1)), 0)
-        food_pos = torch.stack([cells // self.cols, cells % self.cols], -1)  # [E, nf, 2]
+        left = (cells < P) & (grid.gather(1, cells.clamp(max=P - 1)) > 0)
+        cells = torch.where(left, cells, P).sort(1).values
+        exists = cells < P  # [E, nf]
+        food_lvl = torch.where(exists, grid.gather(1, cells.clamp(max=P - 1)), 0)
+        food_pos = torch.stack([cells // W - 1, cells % W - 1], -1)  # [E, nf, 2]
         fill = torch.tensor([-1, -1, 0], device=dev)
         per_agent = 3 if self.observe_agent_levels else 2
         # [E, N, N, 2]: for every observer, itself first, then the others in index order
