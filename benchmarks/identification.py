@@ -21,7 +21,8 @@ collected on bps-2 and bps-4.
 
 Run ``python benchmarks/identification.py`` (about 30 minutes on 2 CPU cores), ``--suite zoo``
 for VMAS's scenarios only, ``--suite lbf`` for the level-based foraging presets, ``--suite crware``
-for the coloured warehouse presets, ``--seeds 2`` for a quick look. ``--threads`` sets torch's
+for the coloured warehouse presets, ``--seeds 2`` for a quick look, ``--frames`` for more (or
+fewer) random-policy frames per identification. ``--threads`` sets torch's
 intra-op threads (1 by default: on a busy 2-core machine two threads per process oversubscribe
 the cores).
 """
@@ -196,6 +197,8 @@ def main() -> None:
     Config.add_arguments(parser, ["threads"])
     parser.set_defaults(threads=1)  # one per process: two oversubscribe a busy 2-core machine
     parser.add_argument("--plots", default=None, help="folder for every run's embeddings plot")
+    parser.add_argument("--frames", type=int, default=12_800,
+                        help="random-policy frames each identification collects (identify_groups' default)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {args.threads} thread(s), {NUM_ENVS} envs", file=sys.stderr)
@@ -205,11 +208,11 @@ def main() -> None:
         import pathlib
 
         pathlib.Path(args.plots).mkdir(parents=True, exist_ok=True)
-    rows = [run(task, seed, plots=args.plots) for task in tasks for seed in range(args.seeds)]
+    rows = [run(task, seed, plots=args.plots, frames=args.frames) for task in tasks for seed in range(args.seeds)]
     for suite in ("presets", "zoo", "lbf", "crware"):
         suite_rows = [r for r in rows if r["task"] in {t.label for t in SUITES[suite]}]
         if suite_rows:
-            print(f"\n### {suite}: automatic K at the defaults ({args.seeds} seeds, {NUM_ENVS} envs)\n")
+            print(f"\n### {suite}: automatic K, {args.frames:,} frames ({args.seeds} seeds, {NUM_ENVS} envs)\n")
             print(task_table(suite_rows))
 
     bps2 = [r for r in rows if r["task"] == "bps-2"]

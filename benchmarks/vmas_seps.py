@@ -250,9 +250,14 @@ class Comparison:
     table: str
 
 
+FINAL_TRAIN_ITERATIONS = 5  # iterations whose training returns average into the final one
+
+
 def summarize(config: Config, runs: Sequence[FinishedRun]) -> Comparison:
     """Each method's return, speed, size and groups over its seeds (the methods of
-    ``config.methods`` with a finished run)."""
+    ``config.methods`` with a finished run). The final return is the last evaluation's (the
+    deterministic policy); the final training return averages the finished training episodes
+    (the stochastic policy) of the last ``FINAL_TRAIN_ITERATIONS`` iterations that had some."""
     curves = reporting.learning_curves(r for run_ in runs for r in run_.rows)
     to_threshold = reporting.frames_to_threshold(curves)
     methods = {}
@@ -261,9 +266,15 @@ def summarize(config: Config, runs: Sequence[FinishedRun]) -> Comparison:
         if not summaries:
             continue
         ret_mean, ret_std = reporting.mean_std([s.final_eval_return for s in summaries])
+        train_mean, train_std = reporting.mean_std([
+            reporting.final_mean(run_.rows, "train_return", FINAL_TRAIN_ITERATIONS)
+            for run_ in runs if run_.summary.method == method
+        ])
         methods[method] = {
             "final_eval_return_mean": ret_mean,
             "final_eval_return_std": ret_std,
+            "final_train_return_mean": train_mean,
+            "final_train_return_std": train_std,
             "final_snd_mean": reporting.mean_std([s.final_snd for s in summaries])[0],
             "frames_to_90pct": to_threshold.get(method),
             "wall_time_s": sum(s.train_time_s + s.identification_time_s for s in summaries) / len(summaries),
@@ -279,12 +290,13 @@ def summarize(config: Config, runs: Sequence[FinishedRun]) -> Comparison:
         if method != "fups" and "fups" in methods
     }
     table = reporting.markdown_table(
-        ["method", "final return", "frames to 90%", "final SND", "wall time", "frames/s",
-         "parameters", "groups found", "ARI"],
+        ["method", "final return", "final training return", "frames to 90%", "final SND", "wall time",
+         "frames/s", "parameters", "groups found", "ARI"],
         [
             [
                 m,
                 f"{s['final_eval_return_mean']:.1f} ± {s['final_eval_return_std']:.1f}",
+                f"{s['final_train_return_mean']:.2f} ± {s['final_train_return_std']:.2f}",
                 "-" if s["frames_to_90pct"] is None else f"{s['frames_to_90pct']:,}",
                 f"{s['final_snd_mean']:.3f}",
                 f"{s['wall_time_s']:.0f} s",
@@ -316,11 +328,14 @@ def write_results(config: Config, runs: Sequence[FinishedRun], comparison: Compa
 
 
 def write_figures(config: Config, runs: Sequence[FinishedRun], out: Path) -> None:
-    """``learning_curves.png`` and ``snd.png`` of every finished run, ``seps_groups.png`` of the
-    SePS runs."""
+    """``learning_curves.png`` (evaluation returns), ``training_curves.png`` (returns of the
+    training episodes) and ``snd.png`` of every finished run, ``seps_groups.png`` of the SePS
+    runs."""
     title = f"{config.preset}, {config.algorithm.upper()}, {len(config.seeds)} seed(s)"
     rows = [r for run_ in runs for r in run_.rows]
     plot_learning_curves(reporting.learning_curves(rows), out / "learning_curves.png", title=title)
+    plot_learning_curves(reporting.learning_curves(rows, value="train_return"), out / "training_curves.png",
+                         title=title, ylabel="training return (finished episodes, stochastic policy)")
     plot_learning_curves(reporting.learning_curves(rows, value="snd"), out / "snd.png",
                          title=title, ylabel="System Neural Diversity (total variation)")
     seps_runs = [run_ for run_ in runs if run_.summary.method == "seps"]

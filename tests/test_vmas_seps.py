@@ -37,12 +37,29 @@ def tiny_run(tmp_path_factory):
 def test_table_has_a_row_per_method(tiny_run):
     _, result = tiny_run
     lines = result["table"].splitlines()
-    assert lines[0].startswith("| method | final return | frames to 90% | final SND |")
+    assert lines[0].startswith("| method | final return | final training return | frames to 90% | final SND |")
     assert [line.split(" | ")[0].strip("| ") for line in lines[2:]] == METHODS
     rows = {line.split(" | ")[0].strip("| "): line.split(" | ") for line in lines[2:]}
-    assert rows["nops"][7] == "8/8" and rows["fups"][7] == "1/1" and rows["oracle"][7] == "2/2"
-    assert rows["oracle"][8].strip(" |") == "1.00/1.00"
-    assert rows["fups"][3] == "0.000" and float(rows["nops"][3]) > 0
+    assert rows["nops"][8] == "8/8" and rows["fups"][8] == "1/1" and rows["oracle"][8] == "2/2"
+    assert rows["oracle"][9].strip(" |") == "1.00/1.00"
+    assert rows["fups"][4] == "0.000" and float(rows["nops"][4]) > 0
+
+
+def test_final_training_return_averages_the_last_training_returns(tiny_run):
+    out, result = tiny_run
+    rows = {line.split(" | ")[0].strip("| "): line.split(" | ") for line in result["table"].splitlines()[2:]}
+    with open(out / "results.csv") as f:
+        table = list(csv.DictReader(f))
+    for method in METHODS:
+        per_seed = []
+        for seed in ("0", "1"):
+            values = [float(r["train_return"]) for r in table
+                      if r["method"] == method and r["seed"] == seed and r["train_return"]]
+            assert values, "every run has finished training episodes"
+            per_seed.append(sum(values[-5:]) / len(values[-5:]))
+        mean = sum(per_seed) / 2
+        std = (sum((v - mean) ** 2 for v in per_seed)) ** 0.5  # sample std of two values
+        assert rows[method][2] == f"{mean:.2f} ± {std:.2f}"
 
 
 def test_results_csv_has_every_iteration(tiny_run):
@@ -94,7 +111,7 @@ def test_summary_json(tiny_run):
 def test_plots_gif_and_checkpoints(tiny_run):
     out, result = tiny_run
     assert (out / "table.md").read_text() == result["table"] + "\n"
-    for name in ("learning_curves.png", "snd.png", "seps_groups.png", "seps_embeddings.png"):
+    for name in ("learning_curves.png", "training_curves.png", "snd.png", "seps_groups.png", "seps_embeddings.png"):
         assert (out / name).read_bytes()[:4] == b"\x89PNG"
     assert (out / "seps_policy.gif").read_bytes()[:6] == b"GIF89a"
     checkpoint = torch.load(out / "checkpoints" / "oracle_seed1.pt", weights_only=False)

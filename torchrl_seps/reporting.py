@@ -79,6 +79,18 @@ def frames_to_threshold(
     return reached
 
 
+def final_mean(rows: Sequence[Mapping], value: str, last: int = 5) -> float:
+    """Mean of the last ``last`` present values of ``value`` in ``rows`` (NaN when none is).
+
+    Examples:
+        >>> rows = [{"train_return": v} for v in [0.0, None, 1.0, 2.0, 3.0]]
+        >>> final_mean(rows, "train_return", last=2)
+        2.5
+    """
+    values = [float(r[value]) for r in rows if r.get(value) is not None and not math.isnan(float(r[value]))]
+    return mean(values[-last:]) if values else math.nan
+
+
 def mean_std(values: Sequence[float]) -> tuple[float, float]:
     """Mean and sample standard deviation (0 for a single value).
 
