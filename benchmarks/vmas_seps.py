@@ -500,7 +500,7 @@ def report(sweep: Sweep) -> dict:
         ))
     for name, error in sweep.failed.items():
         print(f"failed: {name}: {last_line(error)}")
-    print(f"\nresults in {out}/: results.csv, summary.json, table.md, learning_curves.png, snd.png, runs/")
+    print(f"\nresults in {out}/: results.csv, summary.json, table.md, learning_curves.png, training_curves.png, snd.png, runs/")
     return {"config": config, "table": comparison.table, "throughput": comparison.throughput,
             "failed": sweep.failed}
 
