@@ -218,6 +218,8 @@ def test_spawned_episodes_match_the_reference():
         pair.env.reset()
         # our spawn, loaded into the reference (its own spawn draws other random numbers)
         state = pair.env.get_state()
+        # the reward normaliser is the food spawned (lbforaging: the field's sum after a spawn)
+        assert state["food_spawned"].tolist() == state["field"].sum((1, 2)).tolist()
         pair.set(state["positions"].numpy(), state["levels"].numpy(), state["field"].numpy(),
                  state["food_spawned"].numpy())
         live = np.ones(num_envs, dtype=bool)
@@ -305,6 +307,12 @@ def test_several_foods_adjacent():
         run_case(config, [(2, 2), (1, 1), (3, 3)], [1, 1, 1], field, [actions, actions])
     # two foods both adjacent to two agents standing in one cell
     run_case(config, [(2, 2), (2, 2), (3, 3)], [1, 2, 1], field, [[LOAD, LOAD, LOAD]])
+    # agent 1's first food is north (level 1), but agent 0, first in index order, takes it
+    # into its group at the food east of agent 1 (level 2): that food goes, the other stays
+    pair, rewards = run_case(config, [(3, 3), (2, 2), (0, 0)], [1, 1, 1], grid(6, {(1, 2): 1, (2, 3): 2}),
+                             [[LOAD, LOAD, NONE], [NONE, NONE, NONE]])
+    assert rewards[0][0] > 0 and rewards[0][1] > 0
+    assert pair.env.get_state()["field"][0].nonzero().tolist() == [[1, 2]]
 
 
 @pytest.mark.parametrize("observe", [True, False])
@@ -379,6 +387,7 @@ SPAWN_CASES = [
     dict(players=3, field_size=7, max_num_food=3, min_player_level=[1, 1, 2], max_player_level=[1, 3, 2]),
     dict(players=3, field_size=6, max_num_food=2, force_coop=True, max_player_level=3),
     dict(players=2, field_size=9, max_num_food=4, min_food_level=[1, 2, 1, 3], max_food_level=[1, 4, 2, 3]),
+    dict(players=4, field_size=6, max_num_food=3, min_food_level=2, max_food_level=4),  # same bounds for all
 ]
 
 
@@ -425,7 +434,8 @@ def test_lbf_presets(name):
     td = env.rollout(60, break_when_any_done=False)
     # 50-step time limit (truncation), food exhausted is termination
     done, truncated = td["next", "done"][..., 0], td["next", "truncated"][..., 0]
-    assert (done | ~truncated).all() and truncated[:, 49].all() | td["next", "terminated"][:, :50].any(1).all()
+    assert (done | ~truncated).all()
+    assert (truncated[:, 49] | td["next", "terminated"][:, :50, 0].any(1)).all()
     if coop:
         top = sum(sorted(levels)[:3])
         field = env.base_env.get_state()["field"]

@@ -105,6 +105,7 @@ class GridWorld(EnvBase):
         self.n_agents = n_agents
         self.n_actions = n_actions
         self.categorical_actions = categorical_actions
+        self._agents_batch = torch.Size([num_envs, n_agents])
         self._rng: torch.Generator | None = None
 
     def _make_specs(self, low: Sequence[float], high: Sequence[float]) -> None:
@@ -194,19 +195,25 @@ class GridWorld(EnvBase):
 
     def _step_output(self, reward: torch.Tensor, terminated: torch.Tensor) -> TensorDict:
         """The observation of the new state with rewards ``[E, N]`` and ``terminated`` ``[E, 1]``."""
-        out = self._observe()
-        out.set(("agents", "reward"), reward.to(torch.float32)[..., None])
-        out.set("done", terminated.clone())
-        out.set("terminated", terminated)
-        out.set("truncated", torch.zeros_like(terminated))
-        return out
+        return self._observe(
+            reward=reward.to(torch.float32)[..., None],
+            done=terminated.clone(), terminated=terminated, truncated=torch.zeros_like(terminated),
+        )
 
     # ------------------------------------------------------------------------ observation
 
-    def _observe(self) -> TensorDict:
-        """The observation TensorDict of the current state of every env."""
-        obs = TensorDict({"observation": self._observation()}, batch_size=(self.num_envs, self.n_agents))
-        return TensorDict({"agents": obs}, batch_size=self.batch_size, device=self.device)
+    def _observe(self, reward: torch.Tensor | None = None, **done: torch.Tensor) -> TensorDict:
+        """The observation TensorDict of the current state of every env, with the agents'
+        ``reward`` and the root entries ``done`` when given.
+
+        Built unchecked, as TorchRL's batched env wrappers build theirs: every tensor is made
+        here, on the env's device and with the batch dimensions of its spec.
+        """
+        agents = {"observation": self._observation()}
+        if reward is not None:
+            agents["reward"] = reward
+        agents = TensorDict._new_unsafe(agents, batch_size=self._agents_batch, device=self.device)
+        return TensorDict._new_unsafe({"agents": agents, **done}, batch_size=self.batch_size, device=self.device)
 
     def _observation(self) -> torch.Tensor:
         """Observations ``[E, n_agents, obs_dim]`` of the current state of every env."""

@@ -83,6 +83,14 @@ def _int_list(value: Any, name: str, length: int, low: int) -> tuple[int, ...]:
     return tuple(int(v) for v in value)
 
 
+def _same(values: torch.Tensor) -> torch.Tensor:
+    """``out[i, j, e] = values[e, i] == values[e, j]`` for ``values`` ``[E, N]``: pairwise
+    comparisons with the batch innermost, which vectorises (several times faster on a CPU
+    than comparing ``[E, N, 1]`` with ``[E, 1, N]``)."""
+    v = values.t().contiguous()
+    return v[:, None] == v[None]
+
+
 def _canonical(values: Sequence[int]) -> list[int]:
     """Relabel values by order of first appearance: (2, 3, 2, 1) -> [0, 1, 0, 2]."""
     seen: dict[int, int] = {}
@@ -207,35 +215,45 @@ class LevelBasedForaging(GridWorld):
             max(config["max_food_level"]) if config["max_food_level"] is not None
             else sum(sorted(high)[:3])
         )
-        # the state's grid is the field padded by a wall of -1, flattened: W cells per row
+        # The state's grid is the field padded by a wall of -1 and flattened, W cells per row,
+        # then one more cell, "nowhere" (index P), that always holds 0: the cell of an empty
+        # food slot, and where a spawn that found no room puts its food.
         R, C, W = self.rows, self.cols, self.cols + 2
-        self._width = W
+        P = (R + 2) * W
+        self._width, self._nowhere = W, P
         self._around = torch.tensor([-W, W, -1, 1], device=dev)  # north, south, west, east
         self._shift = torch.tensor([0, -W, W, -1, 1, 0], device=dev)  # of every action
+        rows = torch.arange(-1, R + 1)[:, None].expand(R + 2, W)
+        cols = torch.arange(-1, C + 1)[None, :].expand(R + 2, W)
+        # (row, col) of every cell, (-1, -1) for nowhere
+        self._rc = torch.cat([torch.stack([rows, cols], -1).reshape(P, 2), torch.tensor([[-1, -1]])]).to(dev)
         # lbforaging searches north only below row 1, west only right of column 1
-        rows = torch.arange(-1, R + 1)[:, None].expand(R + 2, C + 2)
-        cols = torch.arange(-1, C + 1)[None, :].expand(R + 2, C + 2)
-        self._searched = torch.stack([rows > 1, rows < R - 1, cols > 1, cols < C - 1], -1).view(-1, 4).to(dev)
-        # cells a food keeps other foods out of, per cell of the field (unpadded)
+        self._searched = torch.stack([rows > 1, rows < R - 1, cols > 1, cols < C - 1], -1).view(P, 4).to(dev)
+        inside = (rows >= 0) & (rows < R) & (cols >= 0) & (cols < C)
+        inner = (rows >= 1) & (rows < R - 1) & (cols >= 1) & (cols < C - 1)
+        nowhere = torch.tensor([1])
+        # spawns: 1 where no agent may go (walls) and where no food may go (also the border)
+        self._no_agent = torch.cat([(~inside).long().flatten(), nowhere]).to(dev)
+        self._no_food = torch.cat([(~inner).long().flatten(), nowhere]).to(dev)
+        # the grid in the smallest integer type that holds every food level: a small grid
+        # stays in the CPU's cache
+        dtype = next(d for d in (torch.int8, torch.int16, torch.int32, torch.int64) if top_food <= torch.iinfo(d).max)
+        self._empty_grid = torch.cat([-(~inside).long().flatten(), nowhere - 1]).to(dev, dtype)
         self._exclusion = self._exclusion_table().to(dev)
-        # 1 on the border of the field (flattened): no food spawns there
-        self._border = torch.ones(R, C, dtype=torch.long)
-        self._border[1:-1, 1:-1] = 0
-        self._border = self._border.flatten().to(dev)
+        self._food_top, self._shuffle_food_bounds, self._food_range = self._food_bounds(config)
         # observer i lists itself first, then the others in index order
         self._order = torch.tensor(
             [i for k in range(n) for i in [k] + [j for j in range(n) if j != k]], device=dev
         )  # [n * n], one row of n per observer
+        self._obs_index = self._full_sight_index().to(dev)
 
-        # state
-        self._pos = torch.zeros(num_envs, n, 2, dtype=torch.long, device=dev)
+        # state: agents' cells, levels, grid, the remaining foods' cells (ascending, then
+        # nowhere), the total food level spawned in the episode
+        self._cells = torch.zeros(num_envs, n, dtype=torch.long, device=dev)  # cell 0: a wall
         self._levels = self._min_level.expand(num_envs, n).clone()
-        self._grid = self._padded(torch.zeros(num_envs, R, C, dtype=torch.long, device=dev))
-        # the spawned foods' cells of the grid, ascending (row-major); the grid's size for none.
-        # A food is gone when its cell holds 0.
-        self._food_cells = torch.full((num_envs, self.max_num_food), self._grid.shape[1], device=dev)
+        self._grid = self._empty_grid.expand(num_envs, P + 1).clone()
+        self._food_cells = torch.full((num_envs, self.max_num_food), P, device=dev)
         self._food_spawned = torch.zeros(num_envs, dtype=torch.long, device=dev)
-        self._placed = torch.zeros(num_envs, dtype=torch.bool, device=dev)
 
         per_agent = 3 if self.observe_agent_levels else 2
         low_obs = [-1, -1, 0] * self.max_num_food + [-1, -1, 0][:per_agent] * n
@@ -343,9 +361,9 @@ class LevelBasedForaging(GridWorld):
         """
         return TensorDict(
             {
-                "positions": self._pos.clone(),
+                "positions": self._pos,
                 "levels": self._levels.clone(),
-                "field": self._field.contiguous(),
+                "field": self._field.long(),
                 "food_spawned": self._food_spawned.clone(),
             },
             batch_size=self.batch_size,
@@ -389,43 +407,80 @@ class LevelBasedForaging(GridWorld):
         foods = (values["field"] > 0).flatten(1).sum(1).max().item()
         if foods > self.max_num_food:
             raise ValueError(f"state['field'] must hold at most max_num_food={self.max_num_food} foods, got {foods}")
-        pos = values["positions"]
-        self._pos, self._levels = pos.clone(), values["levels"].clone()
-        self._grid, self._food_spawned = self._padded(values["field"]), values["food_spawned"].clone()
+        highest, limit = values["field"].max().item(), torch.iinfo(self._grid.dtype).max
+        if highest > limit:
+            raise ValueError(f"state['field'] holds a food of level {highest}; this env stores food levels up to {limit}")
+        self._cells, self._levels = self._cell(values["positions"]), values["levels"].clone()
+        self._grid, self._food_spawned = self._padded(values["field"]).to(self._grid.dtype), values["food_spawned"].clone()
         self._food_cells = self._food_list(self._grid)
-        self._placed[:] = True
         return self._observe()
 
     # ------------------------------------------------------------------------ reset
 
     def _exclusion_table(self) -> torch.Tensor:
-        """For every flat cell, the flat cells a food there keeps other foods out of (its 3x3
-        neighbourhood and 2 cells away in line), ``[rows * cols, 13]``; ``rows * cols`` where
-        that cell is off the grid."""
-        R, C = self.rows, self.cols
+        """For every cell of the grid, the cells a food there keeps other foods out of (its
+        3x3 neighbourhood and 2 cells away in line), ``[P + 1, 13]``; nowhere where that cell
+        is off the grid, and for nowhere itself."""
+        R, W, P = self.rows, self._width, self._nowhere
         offsets = torch.tensor(
             [[dr, dc] for dr in range(-1, 2) for dc in range(-1, 2)] + [[-2, 0], [2, 0], [0, -2], [0, 2]]
         )
-        cells = torch.stack(torch.meshgrid(torch.arange(R), torch.arange(C), indexing="ij"), -1).view(-1, 1, 2)
-        near = cells + offsets
-        inside = (near[..., 0] >= 0) & (near[..., 0] < R) & (near[..., 1] >= 0) & (near[..., 1] < C)
-        return torch.where(inside, near[..., 0] * C + near[..., 1], R * C)
+        cells = torch.stack(torch.meshgrid(torch.arange(R + 2), torch.arange(W), indexing="ij"), -1)
+        near = cells.view(-1, 1, 2) + offsets
+        on_grid = (near[..., 0] >= 0) & (near[..., 0] < R + 2) & (near[..., 1] >= 0) & (near[..., 1] < W)
+        table = torch.where(on_grid, near[..., 0] * W + near[..., 1], P)
+        return torch.cat([table, torch.full((1, len(offsets)), P)])
+
+    def _food_bounds(self, config: dict[str, Any]) -> tuple[torch.Tensor | None, bool, tuple[int, int] | None]:
+        """The foods' highest levels when they are the same in every episode (else ``None``);
+        whether the per-food bounds differ (then a spawn shuffles them over the foods); and
+        the bounds ``(low, high)`` when every food of every episode has the same."""
+        top = config["max_food_level"]
+        if top is None and self.fixed_levels is not None:
+            top = [sum(sorted(self.fixed_levels)[:3])] * self.max_num_food
+        low = top if self.force_coop and top is not None else config["min_food_level"]
+        shuffle = len(set(low)) > 1 or (top is not None and len(set(top)) > 1)
+        same = None if shuffle or top is None else (low[0], top[0])
+        return (None if top is None else torch.tensor(top, device=self.device)), shuffle, same
+
+    def _full_sight_index(self) -> torch.Tensor:
+        """Where every entry of the observations under full sight is in the row that
+        :meth:`_observation` gathers them from: (row, col) of the food slots, then of the
+        agents, then the food slots' levels, then the agents' levels."""
+        n, nf = self.n_agents, self.max_num_food
+        food_level, agent_level = 2 * (nf + n), 2 * (nf + n) + nf
+        index = []
+        for k in range(n):
+            for f in range(nf):
+                index += [2 * f, 2 * f + 1, food_level + f]
+            for j in self._order[k * n : (k + 1) * n].tolist():
+                index += [2 * (nf + j), 2 * (nf + j) + 1]
+                if self.observe_agent_levels:
+                    index.append(agent_level + j)
+        return torch.tensor(index)
+
+    @property
+    def _pos(self) -> torch.Tensor:
+        """The agents' positions ``[E, N, 2]`` (row, col)."""
+        return self._rc.index_select(0, self._cells.flatten()).view(self.num_envs, self.n_agents, 2)
 
     @property
     def _field(self) -> torch.Tensor:
         """The field ``[E, rows, cols]`` (food level per cell, 0 for none), a view of the grid."""
-        return self._grid.view(self.num_envs, self.rows + 2, self._width)[:, 1:-1, 1:-1]
+        return self._grid[:, : self._nowhere].view(self.num_envs, self.rows + 2, self._width)[:, 1:-1, 1:-1]
 
     @staticmethod
     def _padded(field: torch.Tensor) -> torch.Tensor:
-        """The grid of ``field`` ``[E, rows, cols]``: padded by a wall of -1, flattened."""
-        return torch.nn.functional.pad(field, (1, 1, 1, 1), value=-1).flatten(1)
+        """The grid of ``field`` ``[E, rows, cols]``: padded by a wall of -1, flattened, and
+        nowhere (0) after it."""
+        pad = torch.nn.functional.pad
+        return pad(pad(field, (1, 1, 1, 1), value=-1).flatten(1), (0, 1), value=0)
 
     def _food_list(self, grid: torch.Tensor) -> torch.Tensor:
-        """Cells of the foods of ``grid`` ``[E, cells]``, ascending, padded with the number of
-        cells to ``max_num_food`` entries."""
-        P = grid.shape[1]
-        key = torch.where(grid > 0, torch.arange(P, 0, -1, device=grid.device), 0)
+        """Cells of the foods of ``grid`` ``[E, P + 1]``, ascending, then nowhere, to
+        ``max_num_food`` entries."""
+        P = self._nowhere
+        key = torch.where(grid[:, :P] > 0, torch.arange(P, 0, -1, device=grid.device), 0)
         top = key.topk(self.max_num_food, dim=1).values  # P - cell, descending
         return torch.where(top > 0, P - top, P)
 
@@ -439,100 +494,112 @@ class LevelBasedForaging(GridWorld):
         return low + torch.minimum((u * (high - low + 1)).long(), high - low)
 
     def _spawn(self, which: torch.Tensor) -> None:
-        E, N, nf, dev = which.numel(), self.n_agents, self.max_num_food, self.device
-        RC = self.rows * self.cols
+        E, N, nf, dev, P = which.numel(), self.n_agents, self.max_num_food, self.device, self._nowhere
         # one uniform score per cell and draw: a draw takes the allowed cell of highest score
-        scores = torch.rand(E, N + nf, RC, generator=self._rng, device=dev)
+        # (nowhere is never allowed)
+        scores = torch.rand(E, N + nf, P + 1, generator=self._rng, device=dev).unbind(1)
+        one = torch.ones(E, 1, dtype=torch.long, device=dev)
         # agents, one at a time, on cells that no agent holds: the new cells of the agents
-        # placed before, the previous cells of the others and its own (after a first reset)
-        prev = self._pos[which]
-        old = prev[..., 0] * self.cols + prev[..., 1]  # [E, N] flat cells
-        weight = self._placed[which, None].expand(E, N).long()
-        held = torch.zeros(E, RC, dtype=torch.long, device=dev).scatter_add_(1, old, weight)
-        cells = torch.empty(E, N, dtype=torch.long, device=dev)
-        for i in range(N):
-            cell = torch.where(held == 0, scores[:, i], -1.0).argmax(1, keepdim=True)
-            cells[:, i : i + 1] = cell
-            held.scatter_add_(1, cell, torch.ones_like(cell))
-            held.scatter_add_(1, old[:, i : i + 1], -weight[:, i : i + 1])
+        # placed before, the previous cells of the others and its own (before the first
+        # episode, the previous cells are a wall's)
+        old = self._cells.index_select(0, which)
+        held = self._no_agent.expand(E, P + 1).scatter_add(1, old, one.expand(E, N))
+        cells = []
+        for i, old_i in enumerate(old.split(1, 1)):
+            cells.append(torch.where(held == 0, scores[i], -1.0).argmax(1, keepdim=True))
+            held.scatter_add_(1, cells[-1], one)
+            held.scatter_add_(1, old_i, -one)
         # levels: lbforaging shuffles the per-agent bounds over the agents
         if self.fixed_levels is not None:
             levels = self._min_level.expand(E, N)
         else:
             perm = torch.rand(E, N, generator=self._rng, device=dev).argsort(1)
             levels = self._uniform_int(self._min_level[perm], self._max_level[perm])
-        # foods, one at a time, on inner cells away from other foods and from agents
-        if self._max_food is None:
-            top = levels.sort(1).values[:, :3].sum(1, keepdim=True).expand(E, nf)
-        else:
-            top = self._max_food.expand(E, nf)
-        low = top if self.force_coop else self._min_food.expand(E, nf)
-        perm = torch.rand(E, nf, generator=self._rng, device=dev).argsort(1)
-        food_levels = self._uniform_int(low.gather(1, perm), top.gather(1, perm))
-        # blocked > 0: agents' cells, the border, near a food; the last column: off the grid
-        blocked = torch.cat([held + self._border, held.new_ones(E, 1)], 1)
-        field = torch.zeros(E, RC + 1, dtype=torch.long, device=dev)
+        # foods, one at a time, on inner cells away from other foods and from agents;
+        # blocked > 0 where a food may not go
+        food_levels = self._food_levels(levels).to(self._grid.dtype)
+        blocked = held + self._no_food
+        grid = self._empty_grid.expand(E, P + 1).clone()
+        ones = one.expand(E, self._exclusion.shape[1])
+        food_cells = []
         for k in range(nf):
-            best = torch.where(blocked[:, :RC] == 0, scores[:, N + k], -1.0).max(1, keepdim=True)
-            ok = best.values >= 0  # a free cell was left
-            cell = torch.where(ok, best.indices, RC)
-            field.scatter_(1, cell, food_levels[:, k : k + 1])
-            blocked.scatter_add_(1, self._exclusion.index_select(0, cell.clamp(max=RC - 1).flatten()),
-                                 ok.long().expand(E, self._exclusion.shape[1]))
-        field = field[:, :RC]
-        self._pos[which] = torch.stack([cells // self.cols, cells % self.cols], -1)
-        self._levels[which] = levels
-        grid = self._padded(field.view(E, self.rows, self.cols))
-        self._grid[which] = grid
-        self._food_cells[which] = self._food_list(grid)
-        self._food_spawned[which] = field.sum(1)
-        self._placed[which] = True
+            best = torch.where(blocked == 0, scores[N + k], -1.0).max(1, keepdim=True)
+            cell = torch.where(best.values >= 0, best.indices, P)  # nowhere: no room left
+            grid.scatter_(1, cell, food_levels[:, k : k + 1])
+            blocked.scatter_add_(1, self._exclusion.index_select(0, cell.flatten()), ones)
+            food_cells.append(cell)
+        grid[:, P] = 0
+        food_cells = torch.cat(food_cells, 1).sort(1).values
+        self._cells.index_copy_(0, which, torch.cat(cells, 1))
+        self._levels.index_copy_(0, which, levels)
+        self._grid.index_copy_(0, which, grid)
+        self._food_cells.index_copy_(0, which, food_cells)
+        self._food_spawned.index_copy_(0, which, grid.gather(1, food_cells).sum(1))
+
+    def _food_levels(self, levels: torch.Tensor) -> torch.Tensor:
+        """Levels ``[E, max_num_food]`` of an episode's foods, for agents of ``levels`` ``[E, N]``."""
+        E, nf = levels.shape[0], self.max_num_food
+        if self._food_range is not None:
+            low, high = self._food_range
+            return torch.randint(low, high + 1, (E, nf), generator=self._rng, device=self.device)
+        if self._food_top is not None:
+            top = self._food_top.expand(E, nf)
+        else:  # the sum of the three lowest agent levels
+            top = levels.sort(1).values[:, :3].sum(1, keepdim=True).expand(E, nf)
+        low = top if self.force_coop else self._min_food.expand(E, nf)
+        if self._shuffle_food_bounds:
+            perm = torch.rand(E, nf, generator=self._rng, device=self.device).argsort(1)
+            low, top = low.gather(1, perm), top.gather(1, perm)
+        return self._uniform_int(low, top)
 
     # ------------------------------------------------------------------------ step
 
     def _step(self, tensordict: TensorDictBase) -> TensorDictBase:
         action = self._actions(tensordict)
-        E, N, W = self.num_envs, self.n_agents, self._width
-        cell = self._cell(self._pos)
-        # 1. invalid actions become NONE: moves into a wall or a food, LOAD with no food around
-        content = self._grid.gather(1, (cell[..., None] + self._around).flatten(1)).view(E, N, 4)
-        food_around = (content > 0).any(-1, keepdim=True)
-        valid = torch.cat([torch.ones_like(food_around), content == 0, food_around], -1)  # [E, N, 6]
-        action = torch.where(valid.gather(2, action[..., None])[..., 0], action, NONE)
-        # 2. moves: a claimed cell is taken only by its single claimant
-        target = cell + self._shift.gather(0, action.flatten()).view(E, N)
-        claims = (target[:, :, None] == target[:, None, :]).sum(-1)
+        cell = self._cells
+        # 1-2. every agent claims a cell: its target if that holds 0 (no wall, no food; an
+        # agent's own cell holds 0, so NONE and LOAD claim it), else its own; a claimed cell
+        # is taken only by its single claimant
+        target = cell + torch.take(self._shift, action)
+        target = torch.where(self._grid.gather(1, target) == 0, target, cell)
+        claims = _same(target).sum(1).t()
         cell = torch.where(claims == 1, target, cell)
-        self._pos = torch.stack([cell // W - 1, cell % W - 1], -1)
+        self._cells = cell
         # 3. loading
         loading = action == LOAD
         if loading.any():
             reward = self._load(loading, cell)
         else:
-            reward = torch.zeros(E, N, dtype=torch.float64, device=self.device)
-        # 4. termination: no food left (the wall is -1)
-        terminated = self._grid.amax(1, keepdim=True) == 0
+            reward = torch.zeros(self.num_envs, self.n_agents, dtype=torch.float64, device=self.device)
+        # 4. termination: no food left
+        terminated = self._food_cells[:, :1] == self._nowhere
         return self._step_output(reward, terminated)
 
     def _load(self, loading: torch.Tensor, cell: torch.Tensor) -> torch.Tensor:
         """Rule 3 for agents at grid cells ``cell``; returns the rewards ``[E, N]``."""
         E, N = self.num_envs, self.n_agents
         # every agent's first food among north, south, west, east (lbforaging's search order
-        # and bounds)
+        # and bounds); LOAD with no food around is NONE
         around = cell[..., None] + self._around  # [E, N, 4]
         near = self._grid.gather(1, around.flatten(1)).view(E, N, 4) > 0
+        loading = loading & near.any(-1)
         hit = near & self._searched.index_select(0, cell.flatten()).view(E, N, 4)
         food_cell = around.gather(2, hit.long().argmax(-1, keepdim=True))[..., 0]  # [E, N]
         # where every loading agent sees exactly one food and finds it, the groups are the
         # agents sharing a food, and index order does not matter
-        reward, grid = self._load_groups(loading, food_cell, self._grid)
-        simple = ((near.sum(-1) == 1) & hit.any(-1)) | ~loading
-        hard = (~simple.all(1)).nonzero().squeeze(1)
-        if hard.numel():
-            reward[hard], grid[hard] = self._load_in_order(
-                hard, loading[hard], cell[hard], hit[hard], food_cell[hard], self._grid[hard]
+        hard = (loading & ((near.sum(-1) != 1) | ~hit.any(-1))).any(1)
+        envs = hard.nonzero().squeeze(1) if hard.any() else None
+        if envs is not None:
+            in_order = self._load_in_order(
+                envs, loading[envs], cell[envs], hit[envs], food_cell[envs], self._grid[envs]
             )
-        self._grid = grid
+        reward = self._load_groups(loading, food_cell)
+        if envs is not None:
+            reward.index_copy_(0, envs, in_order[0])
+            self._grid.index_copy_(0, envs, in_order[1])
+        # the foods left
+        lvl = self._grid.gather(1, self._food_cells)
+        self._food_cells = torch.where(lvl > 0, self._food_cells, self._nowhere).sort(1).values
         return reward
 
     def _share(self, levels: torch.Tensor, food: torch.Tensor, total: torch.Tensor, spawned: torch.Tensor) -> torch.Tensor:
@@ -542,17 +609,19 @@ class LevelBasedForaging(GridWorld):
             share = share / (total * spawned[:, None]).clamp(min=1).double()
         return share
 
-    def _load_groups(self, loading: torch.Tensor, food_cell: torch.Tensor, grid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Rule 3 where each loading agent has one food: rewards ``[E, N]`` and the new grid."""
+    def _load_groups(self, loading: torch.Tensor, food_cell: torch.Tensor) -> torch.Tensor:
+        """Rule 3 where each loading agent has one food: removes the eaten foods from the grid
+        and returns the rewards ``[E, N]``."""
         levels = self._levels
-        same = (food_cell[:, :, None] == food_cell[:, None, :]) & loading[:, None, :]
-        total = (same * levels[:, None, :]).sum(-1)  # level of every agent's group
-        food = grid.gather(1, food_cell)
+        loaders = torch.where(loading, levels, 0).t()
+        total = (_same(food_cell) * loaders).sum(1).t()  # level of every agent's group
+        food = self._grid.gather(1, food_cell)
         success = loading & (total >= food)
         reward = torch.where(success, self._share(levels, food, total, self._food_spawned), 0.0)
-        reward = torch.where(loading & ~success, -self.penalty, reward)
-        # eaten foods become 0; every other agent's entry writes its cell's own value
-        return reward, grid.scatter_reduce(1, food_cell, torch.where(success, 0, food), "amin")
+        if self.penalty:
+            reward = torch.where(loading & ~success, -self.penalty, reward)
+        self._grid.scatter_(1, torch.where(success, food_cell, self._nowhere), 0)
+        return reward
 
     def _load_in_order(self, which, loading, cell, hit, food_cell, grid) -> tuple[torch.Tensor, torch.Tensor]:
         """Rule 3 agent by agent in the envs ``which`` (agents at grid cells ``cell``): rewards
@@ -586,44 +655,33 @@ class LevelBasedForaging(GridWorld):
     # ------------------------------------------------------------------------ observation
 
     def _observation(self) -> torch.Tensor:
-        N, nf, dev = self.n_agents, self.max_num_food, self.device
-        s, W = self.sight, self._width
-        pos, levels, grid, E = self._pos, self._levels, self._grid, self.num_envs
-        P = grid.shape[1]
-        corner = (pos - s).clamp(min=0)  # [E, N, 2]
-        # the foods left, in row-major order, then the empty slots
-        cells = self._food_cells
-        left = (cells < P) & (grid.gather(1, cells.clamp(max=P - 1)) > 0)
-        cells = torch.where(left, cells, P).sort(1).values
-        exists = cells < P  # [E, nf]
-        food_lvl = torch.where(exists, grid.gather(1, cells.clamp(max=P - 1)), 0)
-        food_pos = torch.stack([cells // W - 1, cells % W - 1], -1)  # [E, nf, 2]
-        fill = torch.tensor([-1, -1, 0], device=dev)
-        per_agent = 3 if self.observe_agent_levels else 2
-        # [E, N, N, 2]: for every observer, itself first, then the others in index order
-        other = pos.index_select(1, self._order).view(E, N, N, 2)
-        if s >= max(self.rows, self.cols) - 1:
+        N, nf, E = self.n_agents, self.max_num_food, self.num_envs
+        cells = torch.cat([self._food_cells, self._cells], 1)  # foods first, then agents
+        rc = self._rc.index_select(0, cells.flatten()).view(E, nf + N, 2)
+        food_lvl = self._grid.gather(1, self._food_cells)  # 0 for an empty slot
+        if self.sight >= max(self.rows, self.cols) - 1:
             # full sight: every corner is (0, 0) and everything is seen
-            obs = torch.empty(E, N, self.obs_dim, device=dev)
-            foods = obs[..., : 3 * nf].view(E, N, nf, 3)
-            foods[..., :2] = torch.where(exists[..., None], food_pos, -1)[:, None]
-            foods[..., 2] = food_lvl[:, None]  # 0 where there is no food
-            agents = obs[..., 3 * nf :].view(E, N, N, per_agent)
-            agents[..., :2] = other
-            if self.observe_agent_levels:
-                agents[..., 2] = levels.index_select(1, self._order).view(E, N, N)
-            return obs
+            rows = [rc.flatten(1), food_lvl] + ([self._levels] if self.observe_agent_levels else [])
+            source = torch.cat(rows, 1).to(torch.float32)
+            return source.index_select(1, self._obs_index).view(E, N, self.obs_dim)
+        s, dev = self.sight, self.device
+        food_pos, pos, levels = rc[:, :nf], rc[:, nf:], self._levels
+        corner = (pos - s).clamp(min=0)  # [E, N, 2]
+        fill = torch.tensor([-1, -1, 0], device=dev)
         rel = food_pos[:, None] - corner[:, :, None]  # [E, N, nf, 2]
         ahead = food_pos[:, None] - pos[:, :, None]
+        exists = self._food_cells < self._nowhere
         seen = exists[:, None] & (rel >= 0).all(-1) & (ahead <= s).all(-1)
         values = torch.cat([rel, food_lvl[:, None, :, None].expand(E, N, nf, 1)], -1)
         foods = self._compact(values, seen, nf, fill)  # [E, N, nf, 3]
+        # [E, N, N, 2]: for every observer, itself first, then the others in index order
+        other = pos.index_select(1, self._order).view(E, N, N, 2)
         rel = other - corner[:, :, None]
         seen = ((rel >= 0) & (rel <= 2 * s)).all(-1)
         values = rel
         if self.observe_agent_levels:
             values = torch.cat([rel, levels.index_select(1, self._order).view(E, N, N, 1)], -1)
-        agents = self._compact(values, seen, N, fill[:per_agent])
+        agents = self._compact(values, seen, N, fill[: values.shape[-1]])
         return torch.cat([foods.flatten(2), agents.flatten(2)], -1).to(torch.float32)
 
     @staticmethod
