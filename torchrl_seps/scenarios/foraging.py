@@ -495,10 +495,12 @@ class LevelBasedForaging(GridWorld):
 
     def _spawn(self, which: torch.Tensor) -> None:
         E, N, nf, dev, P = which.numel(), self.n_agents, self.max_num_food, self.device, self._nowhere
-        # one uniform score per cell and draw: a draw takes the allowed cell of highest score
-        # (nowhere is never allowed)
+        # one uniform score in [0, 1) per cell and draw: a draw takes the allowed cell of
+        # highest score, the highest of score - (number of reasons against the cell), which is
+        # negative where a cell is not allowed (nowhere never is)
         scores = torch.rand(E, N + nf, P + 1, generator=self._rng, device=dev).unbind(1)
         one = torch.ones(E, 1, dtype=torch.long, device=dev)
+        minus_one = -one
         # agents, one at a time, on cells that no agent holds: the new cells of the agents
         # placed before, the previous cells of the others and its own (before the first
         # episode, the previous cells are a wall's)
@@ -506,9 +508,9 @@ class LevelBasedForaging(GridWorld):
         held = self._no_agent.expand(E, P + 1).scatter_add(1, old, one.expand(E, N))
         cells = []
         for i, old_i in enumerate(old.split(1, 1)):
-            cells.append(torch.where(held == 0, scores[i], -1.0).argmax(1, keepdim=True))
+            cells.append((scores[i] - held).argmax(1, keepdim=True))
             held.scatter_add_(1, cells[-1], one)
-            held.scatter_add_(1, old_i, -one)
+            held.scatter_add_(1, old_i, minus_one)
         # levels: lbforaging shuffles the per-agent bounds over the agents
         if self.fixed_levels is not None:
             levels = self._min_level.expand(E, N)
@@ -523,7 +525,7 @@ class LevelBasedForaging(GridWorld):
         ones = one.expand(E, self._exclusion.shape[1])
         food_cells = []
         for k in range(nf):
-            best = torch.where(blocked == 0, scores[N + k], -1.0).max(1, keepdim=True)
+            best = (scores[N + k] - blocked).max(1, keepdim=True)
             cell = torch.where(best.values >= 0, best.indices, P)  # nowhere: no room left
             grid.scatter_(1, cell, food_levels[:, k : k + 1])
             blocked.scatter_add_(1, self._exclusion.index_select(0, cell.flatten()), ones)
@@ -566,41 +568,49 @@ class LevelBasedForaging(GridWorld):
         cell = torch.where(claims == 1, target, cell)
         self._cells = cell
         # 3. loading
-        loading = action == LOAD
-        if loading.any():
-            reward = self._load(loading, cell)
-        else:
-            reward = torch.zeros(self.num_envs, self.n_agents, dtype=torch.float64, device=self.device)
+        reward = self._load(action == LOAD, cell)
         # 4. termination: no food left
         terminated = self._food_cells[:, :1] == self._nowhere
         return self._step_output(reward, terminated)
 
     def _load(self, loading: torch.Tensor, cell: torch.Tensor) -> torch.Tensor:
-        """Rule 3 for agents at grid cells ``cell``; returns the rewards ``[E, N]``."""
+        """Rule 3 for the agents choosing LOAD (``loading``), at grid cells ``cell``; returns
+        the rewards ``[E, N]``."""
         E, N = self.num_envs, self.n_agents
-        # every agent's first food among north, south, west, east (lbforaging's search order
-        # and bounds); LOAD with no food around is NONE
-        around = cell[..., None] + self._around  # [E, N, 4]
+        reward = torch.zeros(E, N, dtype=torch.float64, device=self.device)
+        # LOAD with no food among the four neighbours is NONE
+        around = cell[..., None] + self._around  # [E, N, 4]: north, south, west, east
         near = self._grid.gather(1, around.flatten(1)).view(E, N, 4) > 0
         loading = loading & near.any(-1)
-        hit = near & self._searched.index_select(0, cell.flatten()).view(E, N, 4)
-        food_cell = around.gather(2, hit.long().argmax(-1, keepdim=True))[..., 0]  # [E, N]
-        # where every loading agent sees exactly one food and finds it, the groups are the
+        envs = loading.any(1).nonzero().squeeze(1)
+        if not envs.numel():
+            return reward
+        # from here on only the envs where some agent loads (a few in a hundred under random
+        # actions)
+        loading, cell, around, near, levels, spawned, grid = (
+            x.index_select(0, envs)
+            for x in (loading, cell, around, near, self._levels, self._food_spawned, self._grid)
+        )
+        # every agent's first food, in lbforaging's search order and bounds
+        hit = near & self._searched.index_select(0, cell.flatten()).view(near.shape)
+        food_cell = around.gather(2, hit.long().argmax(-1, keepdim=True))[..., 0]
+        # where every loading agent touches exactly one food and finds it, the groups are the
         # agents sharing a food, and index order does not matter
-        hard = (loading & ((near.sum(-1) != 1) | ~hit.any(-1))).any(1)
-        envs = hard.nonzero().squeeze(1) if hard.any() else None
-        if envs is not None:
+        hard = (loading & ((near.sum(-1) != 1) | ~hit.any(-1))).any(1).nonzero().squeeze(1)
+        if hard.numel():
             in_order = self._load_in_order(
-                envs, loading[envs], cell[envs], hit[envs], food_cell[envs], self._grid[envs]
+                *(x.index_select(0, hard) for x in (loading, cell, hit, food_cell, grid, levels, spawned))
             )
-        reward = self._load_groups(loading, food_cell)
-        if envs is not None:
-            reward.index_copy_(0, envs, in_order[0])
-            self._grid.index_copy_(0, envs, in_order[1])
+        loaded = self._load_groups(loading, food_cell, grid, levels, spawned)
+        if hard.numel():
+            loaded.index_copy_(0, hard, in_order[0])
+            grid.index_copy_(0, hard, in_order[1])
         # the foods left
-        lvl = self._grid.gather(1, self._food_cells)
-        self._food_cells = torch.where(lvl > 0, self._food_cells, self._nowhere).sort(1).values
-        return reward
+        foods = self._food_cells.index_select(0, envs)
+        foods = torch.where(grid.gather(1, foods) > 0, foods, self._nowhere).sort(1).values
+        self._grid.index_copy_(0, envs, grid)
+        self._food_cells.index_copy_(0, envs, foods)
+        return reward.index_copy_(0, envs, loaded)
 
     def _share(self, levels: torch.Tensor, food: torch.Tensor, total: torch.Tensor, spawned: torch.Tensor) -> torch.Tensor:
         """The reward ``[E, N]`` of agents of ``levels`` in groups of level ``total`` eating ``food``."""
@@ -609,27 +619,25 @@ class LevelBasedForaging(GridWorld):
             share = share / (total * spawned[:, None]).clamp(min=1).double()
         return share
 
-    def _load_groups(self, loading: torch.Tensor, food_cell: torch.Tensor) -> torch.Tensor:
-        """Rule 3 where each loading agent has one food: removes the eaten foods from the grid
+    def _load_groups(self, loading, food_cell, grid, levels, spawned) -> torch.Tensor:
+        """Rule 3 where each loading agent has one food: removes the eaten foods from ``grid``
         and returns the rewards ``[E, N]``."""
-        levels = self._levels
         loaders = torch.where(loading, levels, 0).t()
         total = (_same(food_cell) * loaders).sum(1).t()  # level of every agent's group
-        food = self._grid.gather(1, food_cell)
+        food = grid.gather(1, food_cell)
         success = loading & (total >= food)
-        reward = torch.where(success, self._share(levels, food, total, self._food_spawned), 0.0)
+        reward = torch.where(success, self._share(levels, food, total, spawned), 0.0)
         if self.penalty:
             reward = torch.where(loading & ~success, -self.penalty, reward)
-        self._grid.scatter_(1, torch.where(success, food_cell, self._nowhere), 0)
+        grid.scatter_(1, torch.where(success, food_cell, self._nowhere), 0)
         return reward
 
-    def _load_in_order(self, which, loading, cell, hit, food_cell, grid) -> tuple[torch.Tensor, torch.Tensor]:
-        """Rule 3 agent by agent in the envs ``which`` (agents at grid cells ``cell``): rewards
-        ``[E, N]`` and the new grid. An agent still loading at its turn has all its foods: an
-        eaten food's loading neighbours were all in the group that ate it."""
+    def _load_in_order(self, loading, cell, hit, food_cell, grid, levels, spawned) -> tuple[torch.Tensor, torch.Tensor]:
+        """Rule 3 agent by agent (agents at grid cells ``cell``): rewards ``[E, N]`` and the
+        new grid. An agent still loading at its turn has all its foods: an eaten food's
+        loading neighbours were all in the group that ate it."""
         E, N = loading.shape
         W = self._width
-        levels, spawned = self._levels[which], self._food_spawned[which]
         rows = torch.arange(E, device=self.device)
         found = hit.any(-1)
         fr, fc = food_cell // W, food_cell % W
