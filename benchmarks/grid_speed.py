@@ -4,11 +4,12 @@ For every preset and number of environments, uniformly random actions:
 
 - ``make_env step loop``: ``make_env(name, n)``, i.e. :class:`LevelBasedForaging` or
   :class:`ColouredWarehouse` with the ``StepCounter`` and ``RewardSum`` transforms, as users
-  get it, stepped as a collector steps it: ``env.step_and_maybe_reset(env.rand_action(td))``
-  in a loop, keeping nothing;
-- ``make_env rollout``: ``make_env(name, n).rollout(steps)``, the same steps, and the
-  trajectory stacked into one TensorDict at the end (a copy of every observation, which
-  at 1024 envs costs about as much as the steps themselves);
+  get it, stepped as a collector steps it: ``env.step_and_maybe_reset(td)`` in a loop,
+  keeping nothing, with random actions drawn before the clock starts (as the reference's are);
+- ``make_env rollout``: ``make_env(name, n).rollout(steps)``, the same steps with TorchRL's
+  random policy drawing the actions, and the trajectory stacked into one TensorDict at the end
+  (a copy of every observation, which at 1024 envs costs about as much as the steps
+  themselves);
 - ``reference, serial loop``: ``n`` copies of the reference stepped one after the other in a
   Python loop, with a reset whenever an episode ends: ``lbforaging``'s ``ForagingEnv`` for the
   ``lbf-`` presets (same settings: hidden fixed levels expressed as ``min_player_level =
@@ -92,11 +93,12 @@ def time_reference(envs: list, total_steps: int, n_actions: int, rng: np.random.
     return time.perf_counter() - start
 
 
-def step_loop(env, steps: int) -> None:
-    """``steps`` random steps of ``env`` as a collector takes them, keeping nothing."""
+def step_loop(env, actions: list) -> None:
+    """Steps of ``env`` with the joint actions ``actions`` (TensorDicts), as a collector takes
+    them, keeping nothing."""
     td = env.reset()
-    for _ in range(steps):
-        _, td = env.step_and_maybe_reset(env.rand_action(td))
+    for action in actions:
+        _, td = env.step_and_maybe_reset(td.update(action))
 
 
 def main() -> None:
@@ -131,7 +133,8 @@ def main() -> None:
             loop, rollout, theirs = [], [], []
             for _ in range(args.rounds):
                 frames = num_envs * args.steps
-                loop.append(frames / timed(lambda: step_loop(env, args.steps), device))
+                actions = [env.full_action_spec.rand() for _ in range(args.steps)]
+                loop.append(frames / timed(lambda: step_loop(env, actions), device))
                 rollout.append(frames / timed(lambda: env.rollout(args.steps, break_when_any_done=False), device))
                 theirs.append(args.ref_steps / time_reference(refs, args.ref_steps, n_actions, rng))
             a, b, c = (statistics.median(x) for x in (loop, rollout, theirs))

@@ -207,10 +207,6 @@ class LevelBasedForaging(GridWorld):
         self._min_level = torch.tensor(low, device=dev)
         self._max_level = torch.tensor(high, device=dev)
         self._min_food = torch.tensor(config["min_food_level"], device=dev)
-        self._max_food = (
-            None if config["max_food_level"] is None
-            else torch.tensor(config["max_food_level"], device=dev)
-        )
         top_food = (
             max(config["max_food_level"]) if config["max_food_level"] is not None
             else sum(sorted(high)[:3])
