@@ -332,6 +332,25 @@ def test_episode_terminates_when_food_is_gone():
     assert pair.td["terminated"].item() and pair.td["done"].item()
 
 
+def test_levels_beyond_eight_bits():
+    # foods up to level 300: the grid takes a wider integer type than the presets' int8
+    config = dict(BASE, players=3, max_player_level=200, max_food_level=300)
+    pair, rewards = run_case(config, [(1, 2), (2, 1), (4, 4)], [100, 200, 1], grid(6, {(2, 2): 250, (4, 1): 299}),
+                             [[LOAD, LOAD, NONE], [NONE, NONE, NONE]])
+    assert rewards[0][0] > 0 and rewards[0][1] > 0
+    assert pair.env.get_state()["field"][0].tolist()[4][1] == 299
+
+
+def test_set_state_rejects_a_food_level_the_grid_cannot_hold():
+    env = LevelBasedForaging(num_envs=1, players=2, field_size=5, max_num_food=1, seed=0)  # foods up to 4
+    env.reset()
+    state = env.get_state()
+    state["field"][0] = 0
+    state["field"][0, 2, 2] = 200
+    with pytest.raises(ValueError, match="up to 127"):
+        env.set_state(state)
+
+
 # --------------------------------------------------------------------------- spawns
 
 
