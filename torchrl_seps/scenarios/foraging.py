@@ -211,6 +211,27 @@ class LevelBasedForaging(GridWorld):
             max(config["max_food_level"]) if config["max_food_level"] is not None
             else sum(sorted(high)[:3])
         )
+        self._make_tables(config, top_food)
+
+        # state: agents' cells, levels, grid, the remaining foods' cells (ascending, then
+        # nowhere), the total food level spawned in the episode
+        self._cells = torch.zeros(num_envs, n, dtype=torch.long, device=dev)  # cell 0: a wall
+        self._levels = self._min_level.expand(num_envs, n).clone()
+        self._grid = self._empty_grid.expand(num_envs, -1).clone()
+        self._food_cells = torch.full((num_envs, self.max_num_food), self._nowhere, device=dev)
+        self._food_spawned = torch.zeros(num_envs, dtype=torch.long, device=dev)
+
+        per_agent = 3 if self.observe_agent_levels else 2
+        low_obs = [-1, -1, 0] * self.max_num_food + [-1, -1, 0][:per_agent] * n
+        high_obs = [self.rows - 1, self.cols - 1, top_food] * self.max_num_food + (
+            [self.rows - 1, self.cols - 1, max(high)][:per_agent] * n
+        )
+        self._make_specs(low_obs, high_obs)
+        self.set_seed(seed)
+
+    def _make_tables(self, config: dict[str, Any], top_food: int) -> None:
+        """The constant tables of the grid, the spawns and the observation."""
+        n, dev = self.n_agents, self.device
         # The state's grid is the field padded by a wall of -1 and flattened, W cells per row,
         # then one more cell, "nowhere" (index P), that always holds 0: the cell of an empty
         # food slot, and where a spawn that found no room puts its food.
@@ -242,22 +263,6 @@ class LevelBasedForaging(GridWorld):
             [i for k in range(n) for i in [k] + [j for j in range(n) if j != k]], device=dev
         )  # [n * n], one row of n per observer
         self._obs_index = self._full_sight_index().to(dev)
-
-        # state: agents' cells, levels, grid, the remaining foods' cells (ascending, then
-        # nowhere), the total food level spawned in the episode
-        self._cells = torch.zeros(num_envs, n, dtype=torch.long, device=dev)  # cell 0: a wall
-        self._levels = self._min_level.expand(num_envs, n).clone()
-        self._grid = self._empty_grid.expand(num_envs, P + 1).clone()
-        self._food_cells = torch.full((num_envs, self.max_num_food), P, device=dev)
-        self._food_spawned = torch.zeros(num_envs, dtype=torch.long, device=dev)
-
-        per_agent = 3 if self.observe_agent_levels else 2
-        low_obs = [-1, -1, 0] * self.max_num_food + [-1, -1, 0][:per_agent] * n
-        high_obs = [self.rows - 1, self.cols - 1, top_food] * self.max_num_food + (
-            [self.rows - 1, self.cols - 1, max(high)][:per_agent] * n
-        )
-        self._make_specs(low_obs, high_obs)
-        self.set_seed(seed)
 
     # ------------------------------------------------------------------------ configuration
 
