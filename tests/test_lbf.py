@@ -494,6 +494,22 @@ def test_preset_matches_the_reference_for_fifty_steps(device):
         td = out
 
 
+@pytest.mark.parametrize("settings, error, match", [
+    (dict(players=10), ValueError, "fit on the 3 x 3 grid"),
+    (dict(players=9), ValueError, "free cell"),
+    (dict(max_num_food=10), ValueError, "max_num_food"),
+    (dict(levels=[1, 2]), ValueError, "levels must have 3 entries"),
+    (dict(levels=[1, 2, 3], max_player_level=3), ValueError, "max_player_level must be None"),
+    (dict(min_food_level=3, max_food_level=2), ValueError, "min_food_level must not exceed"),
+    (dict(penalty=-1.0), ValueError, "penalty"),
+    (dict(force_coop=1), TypeError, "force_coop must be a bool"),
+    (dict(sight=0), ValueError, "sight"),
+])
+def test_bad_settings_are_refused(settings, error, match):
+    with pytest.raises(error, match=match):
+        LevelBasedForaging(num_envs=1, **{**dict(players=3, field_size=3, max_num_food=1), **settings})
+
+
 def test_make_env_rejects_bad_lbf_settings():
     with pytest.raises(ValueError, match="continuous_actions"):
         make_env("lbf-8x8-3p-2f", num_envs=2, continuous_actions=True)

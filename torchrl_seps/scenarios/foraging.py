@@ -300,6 +300,11 @@ class LevelBasedForaging(GridWorld):
         sight = max(rows, cols) if sight is None else int_at_least(sight, "sight", 1)
         if players > rows * cols:
             raise ValueError(f"players must fit on the {rows} x {cols} grid, got {players}")
+        if players == rows * cols:
+            raise ValueError(
+                f"players must leave a free cell on the {rows} x {cols} grid (a reset places each "
+                f"agent on a cell that no agent holds), got {players}"
+            )
         levels = kwargs.get("levels")
         low, high = kwargs.get("min_player_level"), kwargs.get("max_player_level")
         if levels is not None:
