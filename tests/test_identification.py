@@ -157,8 +157,11 @@ def test_loss_matches_a_direct_computation(targets, predict_change):
     loc, scale = params[:, :2], torch.nn.functional.softplus(params[:, 2:] + shift) + 0.01
     torch.manual_seed(11)
     latent = loc + scale * torch.randn(32, 3, 2)
-    x = torch.cat([latent, standardise(obs), torch.nn.functional.one_hot(data["agents", "action"], 5)], -1)
-    prediction = decoder.module.mlp(x)
+    action = torch.nn.functional.one_hot(data["agents", "action"], 5).float()
+    x = torch.cat([latent, standardise(obs), action], -1)
+    # the interaction term: for action a, the latent through its own [out, latent] matrix
+    weight = decoder.module.interaction.weight.view(5, 2, 5)  # [out, latent, action]
+    prediction = decoder.module.mlp(x) + torch.einsum("...z,...a,oza->...o", latent, action, weight)
     errors = {
         "next_observation": (
             prediction[..., :4] - standardise(next_obs - obs if predict_change else next_obs)

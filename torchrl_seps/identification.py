@@ -23,13 +23,13 @@ from torchrl.data import Binary, Categorical, MultiCategorical, MultiOneHot, One
 from torchrl.envs import EnvBase
 
 from torchrl_seps._checks import check_float, check_fraction, check_instance, check_int
-from torchrl_seps.clustering import AgentClustering
+from torchrl_seps.clustering import AgentClustering, PartitionTree
 from torchrl_seps.model_selection import (
     TRAJECTORY_KEY,
     HeldOutEvidence,
-    compare_partitions,
+    TiedErrors,
+    choose_partition,
     split_heldout,
-    tied_heldout_errors,
 )
 from torchrl_seps.modules.identity import IdentityDecoder, IdentityEncoder
 from torchrl_seps.objectives.identity import TARGETS, IdentityLoss
@@ -262,7 +262,9 @@ def identity_model(
         out_keys=[(group, "identity", "next_observation"), (group, "identity", "reward")],
     )
     loss = IdentityLoss(encoder, decoder, targets=targets, kl_weight=kl_weight)
-    loss.set_keys(observation=keys["observation"], reward=keys["reward"])
+    loss.set_keys(
+        observation=keys["observation"], reward=keys["reward"], agent_index=(group, "agent_index")
+    )
     return loss.to(env.device) if env.device is not None else loss
 
 
@@ -273,14 +275,19 @@ def fit_identity(
     epochs: int = 16,
     batch_size: int = 256,
     lr: float = 1e-2,
+    agents_per_frame: int | None = 64,
     progress: bool = False,
 ) -> list[float]:
     """Fits the identity model of ``loss`` to ``data`` with Adam; returns the loss per epoch.
 
     The loss's standardisation statistics are first set from ``data``
     (:meth:`~torchrl_seps.objectives.IdentityLoss.set_statistics`). Each epoch visits the frames
-    once in a random order, ``batch_size`` frames (of all agents) per update; the value recorded
-    for an epoch is the mean total loss of its updates.
+    once in a random order, ``batch_size`` frames per update. In teams of more than
+    ``agents_per_frame`` agents, every frame of an update contributes that many of its agents,
+    drawn at random without replacement for each frame and update, so an update costs the same
+    for any team size and the fit grows with the number of agents only through the encoder;
+    smaller teams contribute every agent of every frame. The value recorded for an epoch is the
+    mean total loss of its updates.
 
     Args:
         loss (IdentityLoss): the model to fit, e.g. from :func:`identity_model`.
@@ -290,6 +297,8 @@ def fit_identity(
         epochs (int, optional): passes over the data. Defaults to ``16``.
         batch_size (int, optional): frames per update. Defaults to ``256``.
         lr (float, optional): Adam learning rate. Defaults to ``1e-2``.
+        agents_per_frame (int, optional): agents drawn from each frame of an update; ``None``
+            takes every agent. Defaults to ``64``.
         progress (bool, optional): show a progress bar (tqdm). Defaults to ``False``.
 
     Raises:
@@ -313,6 +322,7 @@ def fit_identity(
     check_int("epochs", epochs)
     check_int("batch_size", batch_size)
     check_float("lr", lr, positive=True)
+    check_int("agents_per_frame", agents_per_frame, optional=True)
     n_frames = data.shape[0]
     if n_frames < batch_size:
         raise ValueError(
@@ -320,6 +330,9 @@ def fit_identity(
             f"batch_size={batch_size}."
         )
     loss.set_statistics(data)
+    data = data.select(*loss.in_keys)
+    n_agents = loss.encoder.n_agents
+    sample = agents_per_frame is not None and agents_per_frame < n_agents
     optimizer = torch.optim.Adam(loss.parameters(), lr=lr)
     n_batches = n_frames // batch_size  # the remainder of a shuffled epoch is left out
     bar = _progress_bar(progress, total=epochs * n_batches, desc="fit identity")
@@ -329,7 +342,10 @@ def fit_identity(
             order = torch.randperm(n_frames)
             total = 0.0
             for b in range(n_batches):
-                out = loss(data[order[b * batch_size : (b + 1) * batch_size]])
+                batch = data[order[b * batch_size : (b + 1) * batch_size]]
+                if sample:
+                    batch = _agent_sample(batch, loss.tensor_keys.agent_index, n_agents, agents_per_frame)
+                out = loss(batch)
                 value = out["loss_reconstruction"] + out["loss_kl"]
                 optimizer.zero_grad()
                 value.backward()
@@ -343,6 +359,15 @@ def fit_identity(
         if bar is not None:
             bar.close()
     return curve
+
+
+def _agent_sample(batch: TensorDictBase, index_key: tuple, n_agents: int, size: int) -> TensorDictBase:
+    """``size`` agents of every frame of ``batch``, drawn without replacement, with their index."""
+    index = torch.rand(batch.shape[0], n_agents, device=batch.device).topk(size, dim=-1).indices
+    rows = torch.arange(batch.shape[0], device=batch.device).unsqueeze(-1)
+    out = batch.apply(lambda value: value[rows, index], batch_size=batch.batch_size)
+    out.set(index_key, index)
+    return out
 
 
 @dataclass
@@ -364,7 +389,7 @@ class IdentificationResult:
         frames (int): frames collected (fitted on and held out).
         heldout_frames (int): frames held out to choose K (0 when K was given).
         encoder (IdentityEncoder): the fitted encoder.
-        clustering (AgentClustering): the clustering whose partitions were candidates.
+        clustering (AgentClustering): the k-means settings (used when K is given).
     """
 
     groups: torch.Tensor
@@ -391,8 +416,9 @@ class IdentificationResult:
         return plot_embeddings(self.embeddings, self.groups, path, types=types, evidence=self.evidence)
 
 
-def _check_identify_args(frames, epochs, batch_size, lr, heldout_fraction, alpha) -> None:
+def _check_identify_args(frames, epochs, batch_size, lr, agents_per_frame, heldout_fraction, alpha) -> None:
     check_int("frames", frames)
+    check_int("agents_per_frame", agents_per_frame, optional=True)
     check_int("epochs", epochs)
     check_int("batch_size", batch_size)
     check_float("lr", lr, positive=True)
@@ -413,6 +439,7 @@ def identify_groups(
     epochs: int = 16,
     batch_size: int = 256,
     lr: float = 1e-2,
+    agents_per_frame: int | None = 64,
     heldout_fraction: float = 0.25,
     alpha: float = 0.01,
     clustering: AgentClustering | None = None,
@@ -428,10 +455,16 @@ def identify_groups(
     3. :func:`fit_identity`: the identity model of :func:`identity_model` (encoder, decoder,
        :class:`~torchrl_seps.objectives.IdentityLoss`) fitted for ``epochs`` epochs on the rest;
     4. each agent's embedding is its encoder mean;
-    5. K given: k-means with K groups. K chosen: the k-means partition of every K in ``1..N``
-       is scored on the held-out trajectories with embeddings tied within groups, and the
-       smallest K not worse than K = N (one identity per agent) beyond noise wins (:mod:`torchrl_seps.model_selection`
-       says how, and what that guarantees).
+    5. K given: k-means with K groups. K chosen: Ward's nested partitions of the embeddings
+       (:class:`~torchrl_seps.clustering.PartitionTree`) are scored on the held-out
+       trajectories with embeddings tied within groups, and the smallest K not worse than
+       K = N (one identity per agent) beyond noise wins, found by bisection
+       (:mod:`torchrl_seps.model_selection` says how, and what that guarantees).
+
+    Cost. Collection is the env's. The fit costs the same for any team larger than
+    ``agents_per_frame`` (64 agents of every frame per update), and choosing K about
+    ``2 log2 K`` candidates of at most 9 decoder passes over the held-out frames, each linear
+    in the number of agents.
 
     Every argument is checked, and the model is built from the env's specs, before any frame is
     collected.
@@ -458,15 +491,18 @@ def identify_groups(
         epochs (int, optional): passes over the data. Defaults to ``16``.
         batch_size (int, optional): frames per update. Defaults to ``256``.
         lr (float, optional): Adam learning rate. Defaults to ``1e-2``.
+        agents_per_frame (int, optional): agents of every frame an update fits on, drawn at
+            random in larger teams (:func:`fit_identity`); ``None`` takes every agent.
+            Defaults to ``64``.
         heldout_fraction (float, optional): share of the trajectories held out to choose K.
             Defaults to ``0.25``.
         alpha (float, optional): level of the held-out test: the chance, for a K as good as one
             identity per agent (K = N), of being judged worse. Defaults to ``0.01``: a spurious split costs sample
             efficiency on every task where sharing is right, so sharing needs strong evidence
             against it.
-        clustering (AgentClustering, optional): the k-means settings (``n_init``); its
-            ``n_groups`` is overridden by ``n_groups`` and its ``random_state`` by ``seed``.
-            Defaults to ``AgentClustering()``.
+        clustering (AgentClustering, optional): the k-means settings (``n_init``) used when
+            ``n_groups`` is given; its ``n_groups`` is overridden by ``n_groups`` and its
+            ``random_state`` by ``seed``. Defaults to ``AgentClustering()``.
         seed (int, optional): seeds the env, the random policy, the model, the held-out split,
             k-means and the bootstrap; the global random state is restored afterwards. ``None``
             leaves them unseeded.
@@ -481,13 +517,13 @@ def identify_groups(
         >>> result = identify_groups(env, frames=256, epochs=1, batch_size=32, seed=0)
         >>> result.groups.shape, result.embeddings.shape
         (torch.Size([3]), torch.Size([3, 5]))
-        >>> result.evidence.ks
-        [1, 2, 3]
+        >>> result.evidence.ks  # K = 1 was not worse than the reference, K = N
+        [1, 3]
         >>> sorted(result.timings)
         ['cluster', 'collect', 'fit']
     """
     group, _ = _check_env(env, group)
-    _check_identify_args(frames, epochs, batch_size, lr, heldout_fraction, alpha)
+    _check_identify_args(frames, epochs, batch_size, lr, agents_per_frame, heldout_fraction, alpha)
     if frames < batch_size:
         raise ValueError(
             f"too few frames to fit: frames={frames}, expected at least batch_size={batch_size}."
@@ -507,8 +543,8 @@ def identify_groups(
         logger.info("collected %d frames in %.1f s", data.shape[0], collect_time)
         result = identify_from_transitions(
             loss, data, n_groups=n_groups, epochs=epochs, batch_size=batch_size, lr=lr,
-            heldout_fraction=heldout_fraction, alpha=alpha, clustering=clustering, seed=seed,
-            progress=progress,
+            agents_per_frame=agents_per_frame, heldout_fraction=heldout_fraction, alpha=alpha,
+            clustering=clustering, seed=seed, progress=progress,
         )
     result.timings = {"collect": collect_time, **result.timings}
     return result
@@ -522,6 +558,7 @@ def identify_from_transitions(
     epochs: int = 16,
     batch_size: int = 256,
     lr: float = 1e-2,
+    agents_per_frame: int | None = 64,
     heldout_fraction: float = 0.25,
     alpha: float = 0.01,
     clustering: AgentClustering | None = None,
@@ -549,11 +586,11 @@ def identify_from_transitions(
         >>> env = VmasEnv("navigation", num_envs=8, n_agents=3, seed=0)
         >>> data = collect_transitions(env, frames=400)
         >>> result = identify_from_transitions(identity_model(env), data, epochs=2, batch_size=32, seed=0)
-        >>> result.frames, result.evidence.ks
-        (400, [1, 2, 3])
+        >>> result.frames, result.evidence.ks  # K = 1 and the reference, K = N, were scored
+        (400, [1, 3])
     """
     check_instance("loss", loss, IdentityLoss, "an IdentityLoss")
-    _check_identify_args(1, epochs, batch_size, lr, heldout_fraction, alpha)
+    _check_identify_args(1, epochs, batch_size, lr, agents_per_frame, heldout_fraction, alpha)
     clustering = _clustering(clustering, n_groups, seed)
     clustering.validate_params(loss.encoder.n_agents)
     timings = {}
@@ -563,7 +600,7 @@ def identify_from_transitions(
         fit_data, heldout, unit = split_heldout(data, heldout_fraction, seed=seed)
     curve = fit_identity(
         loss, fit_data, epochs=epochs, batch_size=min(batch_size, fit_data.shape[0]), lr=lr,
-        progress=progress,
+        agents_per_frame=agents_per_frame, progress=progress,
     )
     timings["fit"] = time.perf_counter() - start
     logger.info("fitted the identity model in %.1f s, final loss %.4f", timings["fit"], curve[-1])
@@ -575,7 +612,7 @@ def identify_from_transitions(
         groups, evidence = clustering.fit(embeddings.cpu()).labels_, None
         decision = clustering.decision_
     else:
-        groups, evidence = _choose_on_heldout(loss, heldout, unit, embeddings, clustering, alpha, seed)
+        groups, evidence = _choose_on_heldout(loss, heldout, unit, embeddings, alpha, seed)
         decision = f"held-out: {evidence.describe()}"
     timings["cluster"] = time.perf_counter() - start
     groups = torch.as_tensor(groups, dtype=torch.long)
@@ -612,17 +649,12 @@ def _choose_on_heldout(
     heldout: TensorDictBase,
     unit: torch.Tensor,
     embeddings: torch.Tensor,
-    clustering: AgentClustering,
     alpha: float,
     seed: int | None,
 ) -> tuple[np.ndarray, HeldOutEvidence]:
-    """The k-means partition of every K, scored on held-out data; the chosen one and the evidence."""
-    candidates: dict[int, np.ndarray] = {}
-    for labels in clustering.partitions(embeddings.cpu()).values():
-        candidates.setdefault(int(labels.max()) + 1, labels)  # k-means may return fewer groups
-    errors, counts = tied_heldout_errors(loss, heldout, unit, embeddings, candidates)
-    evidence = compare_partitions(errors, counts, list(candidates), alpha=alpha, seed=seed)
-    return candidates[evidence.chosen_k], evidence
+    """Ward's nested partitions of the embeddings, searched on held-out data by bisection."""
+    scorer = TiedErrors(loss, heldout, unit, embeddings)
+    return choose_partition(scorer, PartitionTree(embeddings.cpu()), alpha=alpha, seed=seed)
 
 
 def _progress_bar(progress: bool, total: int, desc: str):

@@ -1,22 +1,32 @@
 """Choosing the number of groups from held-out evidence.
 
 The question a grouping must answer is whether knowing an agent's group helps predict its
-transitions on data the identity model was not fitted on. :func:`identify_groups
-<torchrl_seps.identification.identify_groups>` answers it in three steps:
+transitions on data the identity model was not fitted on. :func:`choose_partition`, which
+:func:`identify_groups <torchrl_seps.identification.identify_groups>` calls, answers it in
+three steps:
 
 1. :func:`split_heldout`: whole trajectories (the collector's ``("collector", "traj_ids")``)
    are held out; the identity model is fitted on the others.
-2. :func:`tied_heldout_errors`: for every candidate partition (the k-means partition of every
-   K in ``1..N``), the fitted model predicts the held-out transitions with the embeddings *tied*
-   within groups: the members of a group share one identity (their mean embedding, or each
-   member's embedding in turn, whichever predicts better). K = N is the model as fitted; K = 1
-   gives every agent one shared identity.
-3. :func:`compare_partitions`: the chosen K is the smallest whose held-out loss is not worse
-   than that of the finest candidate (K = N: every agent its own identity, the model as fitted)
-   beyond the noise of the held-out estimate, judged by a one-sided paired bootstrap over
-   held-out trajectories at level ``alpha``. The reference is fixed before the data are seen:
+2. :class:`TiedErrors`: a candidate partition (Ward's nested partitions of the embeddings,
+   :class:`~torchrl_seps.clustering.PartitionTree`) is scored by the fitted model's error on the
+   held-out transitions with the embeddings *tied* within groups: the members of a group share
+   one identity (their mean embedding, or each member's embedding in turn, whichever predicts
+   better). K = N is the model as fitted; K = 1 gives every agent one shared identity.
+3. The chosen K is the smallest whose held-out loss is not worse than that of the finest
+   candidate (K = N: every agent its own identity, the model as fitted) beyond the noise of the
+   held-out estimate, judged by a one-sided paired bootstrap over held-out trajectories at level
+   ``alpha`` (:func:`compare_partitions`). The reference is fixed before the data are seen:
    comparing with the best candidate instead would pick the reference on the same held-out data
    and make K = 1 look worse by chance more often than ``alpha``.
+
+Cost. Scoring a candidate takes at most ``1 + max_partners`` passes of the decoder over the
+held-out data, each linear in the number of agents. Because the candidates are nested, a merge
+of two distinct types made at some K is kept at every smaller K, so "not worse than K = N"
+holds from the true K upwards and fails below it. The default ``search="bisection"`` uses this:
+it scores K = 1, 2, 4, ... until one is not worse, then bisects between the last two, about
+``2 log2 K`` candidates. ``search="exhaustive"`` scores every K in ``1..N`` and takes the
+smallest not worse, at ``N`` times the cost; both agree wherever the test's verdict is
+monotone in K.
 
 What this guarantees, and what it does not:
 
@@ -31,30 +41,41 @@ What this guarantees, and what it does not:
   show the difference: tying them raises the held-out loss, and the evidence against a merge
   grows with the held-out data. Differences that never show in those transitions (e.g. a type
   the random policy never exercises) cannot be found, by this or any rule on the same data.
-- The candidates are k-means partitions of the embeddings; a right K with a wrong k-means
-  partition is scored as what it is, a worse partition.
+- The candidates are cuts of one tree of the embeddings; a right K with a wrong cut is scored
+  as what it is, a worse partition.
 """
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import torch
 from tensordict import TensorDictBase
 
 from torchrl_seps._checks import check_fraction, check_int
+from torchrl_seps.clustering import PartitionTree
 from torchrl_seps.objectives.identity import IdentityLoss
 
-__all__ = ["HeldOutEvidence", "compare_partitions", "split_heldout", "tied_heldout_errors"]
+__all__ = [
+    "HeldOutEvidence",
+    "TiedErrors",
+    "choose_partition",
+    "compare_partitions",
+    "split_heldout",
+    "tied_heldout_errors",
+]
 
 #: Key of the collector's trajectory ids, the unit held out.
 TRAJECTORY_KEY = ("collector", "traj_ids")
 #: Fewest held-out units for a bootstrap; shorter data are cut into blocks of trajectories.
 MIN_HELDOUT_UNITS = 8
-# Frames per forward pass of the decoder when scoring held-out data.
-_CHUNK = 4096
+# (frame, agent) pairs per forward pass of the decoder when scoring held-out data.
+_CHUNK_ROWS = 2**17
+#: Searches of :func:`choose_partition`.
+SEARCHES = ("bisection", "exhaustive")
 
 
 def _units(data: TensorDictBase, n_units: int) -> torch.Tensor:
@@ -132,10 +153,105 @@ def _agent_unit_errors(
     """Summed error of every agent over every unit's frames, each agent using its row of
     ``latent``: float64 of shape ``[N, U]``."""
     errors = torch.zeros(latent.shape[0], n_units, dtype=torch.float64)
-    for start in range(0, heldout.shape[0], _CHUNK):
-        per_frame = loss.reconstruction_error(heldout[start : start + _CHUNK], latent=latent)
-        errors.index_add_(1, unit[start : start + _CHUNK], per_frame.double().cpu().T)
+    chunk = max(1, _CHUNK_ROWS // latent.shape[0])
+    for start in range(0, heldout.shape[0], chunk):
+        per_frame = loss.reconstruction_error(heldout[start : start + chunk], latent=latent)
+        errors.index_add_(1, unit[start : start + chunk], per_frame.double().cpu().T)
     return errors
+
+
+class TiedErrors:
+    """The held-out error of candidate partitions, with identities tied within groups.
+
+    Within a group, the members share one identity, in one of two ways, and the one with the
+    lower total error counts:
+
+    - *mean*: every member uses the group's mean embedding;
+    - *swap*: every member's transitions are predicted with other members' embeddings in turn
+      (its own included), and the errors averaged. In a group of at most ``max_partners``
+      members every member is a partner; in a larger one the partners are ``max_partners``
+      members spread evenly over the group by cyclic shifts of its members in agent order
+      (shift 0, the member itself, included), so every member serves as a partner equally
+      often.
+
+    Each way fails where the other holds. The mean of scattered embeddings may fall where the
+    decoder was never trained, so exchangeable agents whose embeddings scatter would look unlike
+    each other; swapping uses only embeddings the decoder was trained with, so it costs nothing
+    for exchangeable agents. Within a tight cluster of one type the mean is as good as any
+    member, while swapping pays for the cluster's spread. Singletons use their own embedding
+    either way, so K = N is the model as fitted (:attr:`reference`).
+
+    The error is :meth:`~torchrl_seps.objectives.IdentityLoss.reconstruction_error`. Building
+    the scorer costs one pass of the decoder over the held-out data (the reference); a candidate
+    costs one more for the mean and one per partner beyond the member itself, at most
+    ``max_partners`` in all, each pass linear in the number of agents.
+
+    Args:
+        loss (IdentityLoss): the fitted identity model.
+        heldout (TensorDictBase): held-out transitions, one batch dimension.
+        unit (Tensor): the unit of every held-out frame, ``0..U-1``.
+        embeddings (Tensor): every agent's embedding, shape ``[N, latent_dim]``.
+
+    Keyword Args:
+        max_partners (int, optional): members whose embeddings each member is predicted with,
+            itself included. Defaults to ``8``.
+
+    Attributes:
+        reference (Tensor): K = N's error per unit, float64 of shape ``[U]``.
+        counts (Tensor): (frame, agent) pairs per unit, float64 of shape ``[U]``.
+    """
+
+    def __init__(
+        self,
+        loss: IdentityLoss,
+        heldout: TensorDictBase,
+        unit: torch.Tensor,
+        embeddings: torch.Tensor,
+        *,
+        max_partners: int = 8,
+    ) -> None:
+        self.max_partners = check_int("max_partners", max_partners)
+        self._loss, self._heldout, self._unit = loss, heldout, unit
+        self._embeddings = embeddings.to(loss.target_loc)
+        self.n_agents = self._embeddings.shape[0]
+        self.n_units = int(unit.max()) + 1
+        with torch.no_grad():
+            self._own = self._errors(self._embeddings)  # [N, U]
+        self.reference = self._own.sum(0)
+        self.counts = torch.bincount(unit, minlength=self.n_units).double() * self.n_agents
+
+    def _errors(self, latent: torch.Tensor) -> torch.Tensor:
+        return _agent_unit_errors(self._loss, self._heldout, self._unit, latent, self.n_units)
+
+    @torch.no_grad()
+    def __call__(self, labels: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """The error per unit of the partition ``labels`` (``0..K-1`` of shape ``[N]``),
+        float64 of shape ``[U]``."""
+        labels = torch.as_tensor(labels, dtype=torch.long, device=self._embeddings.device)
+        if labels.shape != (self.n_agents,):
+            raise ValueError(f"labels must have shape ({self.n_agents},), got {tuple(labels.shape)}.")
+        sizes = torch.bincount(labels)
+        if int(sizes.max()) == 1:
+            return self.reference.clone()  # singletons: both ways are the model as fitted
+        means = torch.zeros(sizes.numel(), self._embeddings.shape[-1]).to(self._embeddings)
+        means = means.index_add(0, labels, self._embeddings) / sizes[:, None]
+        mean = self._errors(means[labels]).sum(0)
+        swap = self._swap(labels, sizes)
+        return mean if mean.sum() <= swap.sum() else swap
+
+    def _swap(self, labels: torch.Tensor, sizes: torch.Tensor) -> torch.Tensor:
+        order = torch.sort(labels, stable=True).indices  # members of each group, in agent order
+        start = torch.cumsum(sizes, 0) - sizes
+        rank = torch.empty_like(labels)
+        rank[order] = torch.arange(self.n_agents, device=labels.device) - start[labels[order]]
+        partners = sizes.clamp(max=self.max_partners)  # per group
+        total = self._own / partners[labels].double().cpu()[:, None]  # shift 0: the member itself
+        for s in range(1, int(partners.max())):
+            shift = torch.where(sizes <= self.max_partners, s, s * sizes // self.max_partners)
+            partner = order[start[labels] + (rank + shift[labels]) % sizes[labels]]
+            weight = torch.where(s < partners, 1.0 / partners, 0.0)[labels].double().cpu()
+            total += weight[:, None] * self._errors(self._embeddings[partner])
+        return total.sum(0)
 
 
 @torch.no_grad()
@@ -145,25 +261,10 @@ def tied_heldout_errors(
     unit: torch.Tensor,
     embeddings: torch.Tensor,
     partitions: Mapping[int, np.ndarray | torch.Tensor],
+    *,
+    max_partners: int = 8,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The held-out reconstruction error of every candidate partition, summed per unit.
-
-    Within a group, the members share one identity, in one of two ways, and the one with the
-    lower total error counts:
-
-    - *mean*: every member uses the group's mean embedding;
-    - *swap*: every member's transitions are predicted with each member's embedding in turn
-      (its own included), and the errors averaged.
-
-    Each way fails where the other holds. The mean of scattered embeddings may fall where the
-    decoder was never trained, so exchangeable agents whose embeddings scatter would look unlike
-    each other; swapping uses only embeddings the decoder was trained with, so it costs nothing
-    for exchangeable agents. Within a tight cluster of one type the mean is as good as any
-    member, while swapping pays for the cluster's spread. Singletons use their own embedding
-    either way, so K = N is the model as fitted.
-
-    The error is :meth:`~torchrl_seps.objectives.IdentityLoss.reconstruction_error`. It costs
-    ``N + len(partitions)`` passes of the decoder over the held-out data.
+    """The held-out error of every candidate partition, summed per unit (:class:`TiedErrors`).
 
     Args:
         loss (IdentityLoss): the fitted identity model.
@@ -172,52 +273,38 @@ def tied_heldout_errors(
         embeddings (Tensor): every agent's embedding, shape ``[N, latent_dim]``.
         partitions (mapping): candidate K -> labels of shape ``[N]``.
 
+    Keyword Args:
+        max_partners (int, optional): as :class:`TiedErrors`. Defaults to ``8``.
+
     Returns:
         ``(errors, counts)``: ``errors[c, u]`` is the summed error of candidate ``c`` (in the
         order of ``partitions``) over unit ``u``'s frames and agents, float64 of shape
         ``[C, U]``; ``counts[u]`` the number of (frame, agent) pairs of unit ``u``.
     """
-    embeddings = embeddings.to(loss.target_loc)
-    n_agents = embeddings.shape[0]
-    n_units = int(unit.max()) + 1
-    # swapped[i, j, u]: agent i's error on unit u with agent j's embedding
-    swapped = torch.stack(
-        [
-            _agent_unit_errors(loss, heldout, unit, embeddings[j].expand_as(embeddings), n_units)
-            for j in range(n_agents)
-        ],
-        dim=1,
-    )
-    errors = []
-    for labels in partitions.values():
-        labels = torch.as_tensor(labels, dtype=torch.long, device=embeddings.device)
-        means = torch.zeros(int(labels.max()) + 1, embeddings.shape[-1]).to(embeddings)
-        means = means.index_add(0, labels, embeddings) / torch.bincount(labels)[:, None]
-        mean = _agent_unit_errors(loss, heldout, unit, means[labels], n_units).sum(0)
-        same = (labels[:, None] == labels[None, :]).double().cpu()
-        swap = torch.einsum("ij,iju->u", same / same.sum(1, keepdim=True), swapped)
-        errors.append(mean if mean.sum() <= swap.sum() else swap)
-    counts = torch.bincount(unit, minlength=n_units).double() * n_agents
-    return torch.stack(errors), counts
+    scorer = TiedErrors(loss, heldout, unit, embeddings, max_partners=max_partners)
+    return torch.stack([scorer(labels) for labels in partitions.values()]), scorer.counts
 
 
 @dataclass
 class HeldOutEvidence:
-    """How each candidate K fared on held-out data, and the K chosen.
+    """How each scored candidate K fared on held-out data, and the K chosen.
 
     Attributes:
-        ks (list[int]): the candidates' numbers of groups, ascending.
+        ks (list[int]): the scored candidates' numbers of groups, ascending (every K in
+            ``1..N`` for an exhaustive search, the visited ones for a bisection).
         loss (list[float]): each candidate's mean held-out loss per transition and agent.
         difference_interval (list[tuple[float, float]]): the bootstrap interval, at level
             ``1 - alpha``, of each candidate's loss minus the reference's.
         p_value (list[float]): one-sided bootstrap p-value of "this K is no worse than the
             reference"; below ``alpha``, K is judged worse.
         reference_k (int): the finest candidate (K = N: every agent its own identity).
-        best_k (int): the candidate with the lowest held-out loss (for information).
+        best_k (int): the scored candidate with the lowest held-out loss (for information).
         chosen_k (int): the smallest K not judged worse than ``reference_k``.
         alpha (float): the test's level.
         n_units (int): held-out units (trajectories or blocks) resampled by the bootstrap.
         n_bootstrap (int): bootstrap resamples.
+        search (str): how the candidates were visited: ``"bisection"``, ``"exhaustive"``, or
+            ``"given"`` (:func:`compare_partitions` on given candidates).
     """
 
     ks: list[int]
@@ -230,6 +317,7 @@ class HeldOutEvidence:
     alpha: float
     n_units: int
     n_bootstrap: int
+    search: str = "given"
 
     def describe(self) -> str:
         """The decision in one sentence."""
@@ -239,14 +327,71 @@ class HeldOutEvidence:
             f"K={self.chosen_k} is the smallest K whose held-out loss ({self.loss[i]:.4g}) is not "
             f"worse than that of one identity per agent, K={self.reference_k} ({reference:.4g}), "
             f"beyond noise (one-sided paired bootstrap over {self.n_units} held-out "
-            f"trajectories, alpha={self.alpha:g}, p={self.p_value[i]:.2f})"
+            f"trajectories, alpha={self.alpha:g}, p={self.p_value[i]:.2f}"
         )
+        if self.search != "given":
+            text += f"; {self.search} search, {len(self.ks)} candidates scored"
+        text += ")"
         if i > 0:
             text += (
                 f"; K={self.ks[i - 1]} is worse by {self.loss[i - 1] - reference:.3g} "
                 f"(p={self.p_value[i - 1]:.3f})"
             )
         return text + "."
+
+
+class _PairedBootstrap:
+    """Resamples of the held-out units, shared by every candidate (paired), against a reference."""
+
+    def __init__(
+        self, reference: torch.Tensor, counts: torch.Tensor, alpha: float, n_bootstrap: int, seed: int | None
+    ) -> None:
+        self.alpha = alpha
+        self.n_bootstrap = n_bootstrap
+        self.counts = counts
+        self.n_units = counts.numel()
+        generator = torch.Generator()
+        if seed is not None:
+            generator.manual_seed(seed)
+        draws = torch.randint(self.n_units, (n_bootstrap, self.n_units), generator=generator)
+        self.weights = torch.zeros(n_bootstrap, self.n_units, dtype=torch.float64)
+        self.weights.scatter_add_(1, draws, torch.ones_like(draws, dtype=torch.float64))
+        self.resampled_counts = self.weights @ counts
+        self.reference = self._resample(reference)
+
+    def _resample(self, errors: torch.Tensor) -> torch.Tensor:
+        return (self.weights @ errors) / self.resampled_counts
+
+    def compare(self, errors: torch.Tensor) -> tuple[float, float, tuple[float, float]]:
+        """A candidate's mean loss, its p-value and the interval of its excess over the reference."""
+        difference = self._resample(errors) - self.reference
+        levels = torch.tensor([self.alpha / 2, 1 - self.alpha / 2], dtype=torch.float64)
+        low, high = torch.quantile(difference, levels).tolist()
+        p_value = (difference <= 0).double().mean().item()
+        return (errors.sum() / self.counts.sum()).item(), p_value, (low, high)
+
+
+def _evidence(
+    scored: dict[int, tuple[float, float, tuple[float, float]]],
+    chosen: int,
+    bootstrap: _PairedBootstrap,
+    search: str,
+) -> HeldOutEvidence:
+    ks = sorted(scored)
+    loss = [scored[k][0] for k in ks]
+    return HeldOutEvidence(
+        ks=ks,
+        loss=loss,
+        difference_interval=[scored[k][2] for k in ks],
+        p_value=[scored[k][1] for k in ks],
+        reference_k=ks[-1],
+        best_k=ks[int(np.argmin(loss))],
+        chosen_k=int(chosen),
+        alpha=float(bootstrap.alpha),
+        n_units=bootstrap.n_units,
+        n_bootstrap=bootstrap.n_bootstrap,
+        search=search,
+    )
 
 
 def compare_partitions(
@@ -296,29 +441,77 @@ def compare_partitions(
         raise ValueError(f"ks must be strictly increasing, got {list(ks)}.")
     check_fraction("alpha", alpha)
     check_int("n_bootstrap", n_bootstrap)
-    n_units = errors.shape[1]
-    loss = errors.sum(1) / counts.sum()
-    best, reference = int(torch.argmin(loss)), len(ks) - 1
-    generator = torch.Generator()
-    if seed is not None:
-        generator.manual_seed(seed)
-    draws = torch.randint(n_units, (n_bootstrap, n_units), generator=generator)
-    weights = torch.zeros(n_bootstrap, n_units, dtype=torch.float64)
-    weights.scatter_add_(1, draws, torch.ones_like(draws, dtype=torch.float64))
-    resampled = (weights @ errors.T) / (weights @ counts)[:, None]  # [B, C]
-    difference = resampled - resampled[:, reference:]
-    p_value = (difference <= 0).double().mean(0)
-    low, high = torch.quantile(difference, torch.tensor([alpha / 2, 1 - alpha / 2], dtype=torch.float64), dim=0)
-    chosen = next(c for c in range(len(ks)) if p_value[c] >= alpha)
-    return HeldOutEvidence(
-        ks=[int(k) for k in ks],
-        loss=loss.tolist(),
-        difference_interval=list(zip(low.tolist(), high.tolist())),
-        p_value=p_value.tolist(),
-        reference_k=int(ks[reference]),
-        best_k=int(ks[best]),
-        chosen_k=int(ks[chosen]),
-        alpha=float(alpha),
-        n_units=n_units,
-        n_bootstrap=n_bootstrap,
-    )
+    bootstrap = _PairedBootstrap(errors[-1], counts, alpha, n_bootstrap, seed)
+    scored = {int(k): bootstrap.compare(row) for k, row in zip(ks, errors)}
+    chosen = next(k for k in scored if scored[k][1] >= alpha)
+    return _evidence(scored, chosen, bootstrap, "given")
+
+
+def choose_partition(
+    scorer: TiedErrors,
+    tree: PartitionTree,
+    *,
+    alpha: float = 0.01,
+    search: Literal["bisection", "exhaustive"] = "bisection",
+    n_bootstrap: int = 2000,
+    seed: int | None = None,
+) -> tuple[np.ndarray, HeldOutEvidence]:
+    """The smallest cut of ``tree`` whose held-out loss is not worse than K = N's, beyond noise.
+
+    A candidate K is the cut of ``tree`` into K groups, scored by ``scorer`` and judged against
+    K = N (``scorer.reference``) by the paired bootstrap of :func:`compare_partitions`, with one
+    set of resamples for every candidate.
+
+    - ``"bisection"`` (the default): K = 1, 2, 4, ... until a K is not worse (or K reaches N),
+      then bisection between the last worse K and it. About ``2 log2 K`` candidates are scored.
+    - ``"exhaustive"``: every K in ``1..N``; the smallest not worse.
+
+    The two agree whenever "not worse" holds for every K from some K* up and for none below,
+    as it does for nested candidates when the types are recovered (see the module
+    documentation).
+
+    Args:
+        scorer (TiedErrors): the fitted model's held-out errors.
+        tree (PartitionTree): the nested candidates, over the same agents.
+
+    Keyword Args:
+        alpha (float, optional): the level of the one-sided test. Defaults to ``0.01``.
+        search (str, optional): ``"bisection"`` or ``"exhaustive"``.
+        n_bootstrap (int, optional): resamples. Defaults to ``2000``.
+        seed (int, optional): seed of the resampling.
+
+    Returns:
+        ``(labels, evidence)``: the chosen partition (canonical labels of shape ``[N]``) and the
+        :class:`HeldOutEvidence` of the candidates scored.
+    """
+    check_fraction("alpha", alpha)
+    check_int("n_bootstrap", n_bootstrap)
+    if search not in SEARCHES:
+        raise ValueError(f"search must be one of {SEARCHES}, got {search!r}.")
+    n = scorer.n_agents
+    if tree.n_agents != n:
+        raise ValueError(f"tree has {tree.n_agents} agents but scorer {n}.")
+    bootstrap = _PairedBootstrap(scorer.reference, scorer.counts, alpha, n_bootstrap, seed)
+    scored = {n: bootstrap.compare(scorer.reference)}
+
+    def adequate(k: int) -> bool:
+        if k not in scored:
+            scored[k] = bootstrap.compare(scorer(tree.cut(k)))
+        return scored[k][1] >= alpha
+
+    if search == "exhaustive":
+        chosen = next(k for k in range(1, n + 1) if adequate(k))
+    else:
+        worse, chosen, k = 0, n, 1  # invariants: K=worse is worse (0: none), K=chosen is not
+        while k < n:
+            if adequate(k):
+                chosen = k
+                break
+            worse, k = k, 2 * k
+        while chosen - worse > 1:
+            middle = (worse + chosen) // 2
+            if adequate(middle):
+                chosen = middle
+            else:
+                worse = middle
+    return tree.cut(chosen), _evidence(scored, chosen, bootstrap, search)

@@ -20,7 +20,7 @@ from tensordict.utils import NestedKey
 from torch import nn
 from torchrl.modules import MLP
 
-from torchrl_seps._checks import check_int, check_keys
+from torchrl_seps._checks import check_bool, check_int, check_keys
 
 __all__ = ["IdentityDecoder", "IdentityEncoder"]
 
@@ -101,7 +101,8 @@ class IdentityEncoder(TensorDictModule):
 
 
 class _DecoderNet(nn.Module):
-    """(latent, observation, action) -> (next observation, reward), one MLP over the concatenation."""
+    """(latent, observation, action) -> (next observation, reward): one MLP over the
+    concatenation, plus, with ``interaction``, a linear map of the outer product latent x action."""
 
     def __init__(
         self,
@@ -112,6 +113,7 @@ class _DecoderNet(nn.Module):
         reward_dim: int,
         num_cells: Sequence[int],
         activation_class: type[nn.Module],
+        interaction: bool,
     ) -> None:
         super().__init__()
         self.action_dim = action_dim
@@ -123,6 +125,11 @@ class _DecoderNet(nn.Module):
             num_cells=list(num_cells),
             activation_class=activation_class,
         )
+        self.interaction = (
+            nn.Linear(latent_dim * action_dim, observation_dim + reward_dim, bias=False)
+            if interaction
+            else None
+        )
 
     def forward(
         self, latent: torch.Tensor, observation: torch.Tensor, action: torch.Tensor
@@ -133,13 +140,21 @@ class _DecoderNet(nn.Module):
             action = nn.functional.one_hot(action.long(), self.action_dim)
         action = action.to(observation.dtype)
         out = self.mlp(torch.cat([latent, observation, action], dim=-1))
+        if self.interaction is not None:
+            out = out + self.interaction((latent.unsqueeze(-1) * action.unsqueeze(-2)).flatten(-2))
         return out[..., : self.observation_dim], out[..., self.observation_dim :]
 
 
 class IdentityDecoder(TensorDictModule):
     """Predicts an agent's next observation and reward from (latent sample, observation, action).
 
-    The network is one MLP over the concatenation of the three inputs. Discrete actions
+    The network is one MLP over the concatenation of the three inputs plus, by default, a term
+    linear in the outer product of latent and action (``interaction=True``): for every action,
+    the latent shifts the prediction along its own direction. That lets agents whose actions act
+    differently (negated or rotated controls, different strengths) be told apart from the first
+    updates, even where the effect shows in a few entries of the observation only: an MLP over
+    the concatenation must first learn a product of latent and action, and on such data it was
+    measured to keep merging them. Discrete actions
     (``categorical_actions=True``: integer indices of shape ``(*batch, n_agents)`` or
     ``(*batch, n_agents, 1)``) are one-hot encoded over ``action_dim`` values; continuous or
     already one-hot actions of shape ``(*batch, n_agents, action_dim)`` are used as they are.
@@ -161,6 +176,7 @@ class IdentityDecoder(TensorDictModule):
         num_cells (sequence of int, optional): hidden layer sizes. Defaults to ``(64, 64)``.
         activation_class (type, optional): activation between layers. Defaults to
             :class:`~torch.nn.ReLU`.
+        interaction (bool, optional): add the latent x action term. Defaults to ``True``.
         in_keys (sequence of NestedKey, optional): the latent sample, observation and action
             entries, in that order. Defaults to ``[("agents", "identity", "latent"),
             ("agents", "observation"), ("agents", "action")]``.
@@ -193,6 +209,7 @@ class IdentityDecoder(TensorDictModule):
         reward_dim: int = 1,
         num_cells: Sequence[int] = (64, 64),
         activation_class: type[nn.Module] = nn.ReLU,
+        interaction: bool = True,
         in_keys: Sequence[NestedKey] = (
             ("agents", "identity", "latent"),
             ("agents", "observation"),
@@ -218,6 +235,7 @@ class IdentityDecoder(TensorDictModule):
             reward_dim,
             num_cells,
             activation_class,
+            check_bool("interaction", interaction),
         )
         super().__init__(
             net,

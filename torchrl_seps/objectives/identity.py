@@ -47,6 +47,13 @@ class IdentityLoss(LossModule):
 
     Sum the ``loss_*`` entries to train.
 
+    Subsets of agents. Data may hold some of the agents only, in any order: the entry at
+    ``agent_index`` (integers of shape ``(*batch, n)``) then says which agent each of the ``n``
+    entries of the agent dimension is, and every per-agent entry has ``n`` in place of
+    ``n_agents``. :func:`~torchrl_seps.identification.fit_identity` uses this to fit large
+    teams on a sample of agents per frame. Without that entry the agent dimension holds every
+    agent in order.
+
     Args:
         encoder (IdentityEncoder): one-hot agent id -> latent ``loc`` and ``scale``.
         decoder (IdentityDecoder): (latent, observation, action) -> (next observation, reward);
@@ -67,6 +74,8 @@ class IdentityLoss(LossModule):
             observation)``) is a target. Defaults to ``("agents", "observation")``.
         reward (NestedKey): the reward, read at ``("next", reward)``. Defaults to
             ``("agents", "reward")``.
+        agent_index (NestedKey): optional, the agent of each entry of the agent dimension.
+            Defaults to ``("agents", "agent_index")``.
 
     Examples:
         >>> import torch
@@ -95,10 +104,13 @@ class IdentityLoss(LossModule):
                 observation)``) is a target. Defaults to ``("agents", "observation")``.
             reward (NestedKey): the reward, read at ``("next", reward)``. Defaults to
                 ``("agents", "reward")``.
+            agent_index (NestedKey): optional, the agent of each entry of the agent dimension.
+                Defaults to ``("agents", "agent_index")``.
         """
 
         observation: NestedKey = ("agents", "observation")
         reward: NestedKey = ("agents", "reward")
+        agent_index: NestedKey = ("agents", "agent_index")
 
     default_keys = _AcceptedKeys
     tensor_keys: _AcceptedKeys
@@ -154,6 +166,23 @@ class IdentityLoss(LossModule):
         dims = {"next_observation": self.decoder.observation_dim, "reward": self.decoder.reward_dim}
         return {name: dims[name] for name in self.targets}
 
+    def _agent_index(self, tensordict: TensorDictBase) -> torch.Tensor | None:
+        """The agent of each entry of the agent dimension, or ``None`` for every agent in order."""
+        index = tensordict.get(self.tensor_keys.agent_index, None)
+        if index is None:
+            return None
+        if index.dtype.is_floating_point or index.dtype == torch.bool or index.ndim < 1:
+            raise ValueError(
+                f"the agent index at {self.tensor_keys.agent_index} must hold integers of shape "
+                f"(*batch, n), got dtype {index.dtype} and shape {tuple(index.shape)}."
+            )
+        if index.numel() and not 0 <= int(index.min()) <= int(index.max()) < self.encoder.n_agents:
+            raise ValueError(
+                f"the agent index at {self.tensor_keys.agent_index} must lie in "
+                f"0..{self.encoder.n_agents - 1}, got values in {int(index.min())}..{int(index.max())}."
+            )
+        return index.long()
+
     def _get(self, tensordict: TensorDictBase, key: NestedKey, what: str, dim: int) -> torch.Tensor:
         value = tensordict.get(key, None)
         if value is None:
@@ -161,9 +190,12 @@ class IdentityLoss(LossModule):
                 f"IdentityLoss needs the {what} at {key}, which the data lacks; keys present: "
                 f"{sorted(map(str, tensordict.keys(True, True)))}."
             )
-        if value.ndim < 2 or value.shape[-2] != self.encoder.n_agents or value.shape[-1] != dim:
+        index = tensordict.get(self.tensor_keys.agent_index, None)
+        n_agents = self.encoder.n_agents if index is None else index.shape[-1]
+        if value.ndim < 2 or value.shape[-2] != n_agents or value.shape[-1] != dim:
+            name = "n_agents" if index is None else "agents indexed"
             raise ValueError(
-                f"the {what} at {key} must have shape (*batch, n_agents={self.encoder.n_agents}, "
+                f"the {what} at {key} must have shape (*batch, {name}={n_agents}, "
                 f"{dim}), got {tuple(value.shape)}."
             )
         return value.to(self.target_loc.dtype)
@@ -228,7 +260,8 @@ class IdentityLoss(LossModule):
     def reconstruction_error(
         self, tensordict: TensorDictBase, latent: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """The reconstruction error of every transition and agent, shape ``(*batch, n_agents)``.
+        """The reconstruction error of every transition and agent, shape ``(*batch, n_agents)``
+        (``(*batch, n)`` for data holding ``n`` agents by ``agent_index``).
 
         For each target, the squared error averaged over its standardised features; summed over
         targets. :meth:`forward`'s ``loss_reconstruction`` is its mean.
@@ -236,8 +269,9 @@ class IdentityLoss(LossModule):
         Args:
             tensordict (TensorDictBase): transitions, as for :meth:`forward`.
             latent (Tensor, optional): the identity latent of every agent, shape
-                ``[n_agents, latent_dim]``, used for every transition: e.g. the encoder means
-                (a deterministic prediction) or each group's mean embedding. ``None`` (the
+                ``[n_agents, latent_dim]`` (row ``i`` for agent ``i``), used for every
+                transition: e.g. the encoder means (a deterministic prediction) or each group's
+                mean embedding. ``None`` (the
                 default) draws one latent per transition and agent from the encoder, as in
                 training.
 
@@ -256,8 +290,11 @@ class IdentityLoss(LossModule):
         """
         observation = self._observation(tensordict)
         target = (self.raw_targets(tensordict) - self.target_loc) / self.target_scale
+        index = self._agent_index(tensordict)
         if latent is None:
             loc, scale = self.encoder.agent_distribution()
+            if index is not None:
+                loc, scale = loc[index], scale[index]
             noise = torch.randn(
                 (*observation.shape[:-1], loc.shape[-1]), device=loc.device, dtype=loc.dtype
             )
@@ -269,7 +306,10 @@ class IdentityLoss(LossModule):
                     f"latent must have shape (n_agents, latent_dim) = {expected}, got "
                     f"{tuple(latent.shape)}."
                 )
-            latent = latent.to(observation).expand(*observation.shape[:-1], latent.shape[-1])
+            latent = latent.to(observation)
+            if index is not None:
+                latent = latent[index]
+            latent = latent.expand(*observation.shape[:-1], latent.shape[-1])
         inputs = tensordict.select(self.decoder.in_keys[2])
         inputs.set(self.decoder.in_keys[0], latent)
         inputs.set(
