@@ -140,6 +140,9 @@ def test_loss_matches_a_direct_computation(targets, predict_change):
     data = random_batch()
     encoder = IdentityEncoder(3, 2)
     decoder = IdentityDecoder(2, 4, 5, categorical_actions=True)
+    gate, effect = decoder.module.observation_gate, decoder.module.action_effect
+    for parameter in (*gate.parameters(), effect.weight):  # away from their initial zeros
+        torch.nn.init.normal_(parameter)
     loss = IdentityLoss(encoder, decoder, targets=targets, kl_weight=0.3, predict_change=predict_change)
     loss.set_statistics(data)
     torch.manual_seed(11)
@@ -158,9 +161,11 @@ def test_loss_matches_a_direct_computation(targets, predict_change):
     torch.manual_seed(11)
     latent = loc + scale * torch.randn(32, 3, 2)
     action = torch.nn.functional.one_hot(data["agents", "action"], 5).float()
-    x = torch.cat([latent, standardise(obs), action], -1)
-    # the interaction term: for action a, the latent through its own [out, latent] matrix
-    weight = decoder.module.interaction.weight.view(5, 2, 5)  # [out, latent, action]
+    # the interactions: a gain per observation entry from the latent, and for action a the
+    # latent through its own [out, latent] matrix
+    gain = 1 + latent @ gate.weight.T + gate.bias
+    x = torch.cat([latent, standardise(obs) * gain, action], -1)
+    weight = effect.weight.view(5, 2, 5)  # [out, latent, action]
     prediction = decoder.module.mlp(x) + torch.einsum("...z,...a,oza->...o", latent, action, weight)
     errors = {
         "next_observation": (
@@ -325,7 +330,7 @@ def test_non_finite_data_is_refused():
         identify_groups(env, **FAST)
     data = collect_transitions(reward_typed(), 64)
     data["next", "agents", "observation"][0, 0, 0] = float("inf")
-    with pytest.raises(ValueError, match="targets hold 1 NaN or infinite values"):
+    with pytest.raises(ValueError, match=r"entry \('next', 'agents', 'observation'\) holds 1 NaN or infinite"):
         fit_identity(identity_model(reward_typed()), data, batch_size=32)
 
 

@@ -557,3 +557,49 @@ def test_render_rollout_and_gif(tmp_path):
 def test_five_moves_table():
     assert FIVE_MOVES.tolist() == [[0, 0], [-1, 0], [1, 0], [0, -1], [0, 1]]
     assert math.isclose(float(FIVE_MOVES.abs().sum()), 4.0)
+
+
+# --------------------------------------------------------------------------- the world
+
+
+@pytest.mark.parametrize("name", ["bps-1", "rotnav-4x5"])
+def test_collision_free_world_steps_as_vmas_s_own_world(monkeypatch, name):
+    """The same seeded rollout under VMAS's World and under the world that skips the pair pass."""
+    from torchrl_seps.scenarios import _base, blind_spread, rotated_navigation
+
+    def rollout():
+        env = make_env(name, num_envs=3, seed=5)
+        torch.manual_seed(0)
+        return env.rollout(20, break_when_any_done=False)
+
+    ours = rollout()
+    for module in (blind_spread, rotated_navigation):
+        monkeypatch.setattr(module, "CollisionFreeWorld", vmas.simulator.core.World)
+    theirs = rollout()
+    assert type(scenario_of(make_env(name, num_envs=1)).world) is vmas.simulator.core.World
+    for key in [("next", "agents", "observation"), ("next", "agents", "reward")]:
+        torch.testing.assert_close(ours[key], theirs[key], rtol=0, atol=0)
+    assert issubclass(_base.CollisionFreeWorld, vmas.simulator.core.World)
+
+
+def test_collision_free_world_still_collides_what_collides():
+    """Two overlapping colliding spheres are pushed apart exactly as in VMAS's own World."""
+    from vmas.simulator.core import Agent, Sphere, World
+
+    from torchrl_seps.scenarios._base import CollisionFreeWorld
+
+    def push(world_class):
+        world = world_class(batch_dim=1, device="cpu")
+        for i in range(2):
+            world.add_agent(Agent(name=f"agent_{i}", shape=Sphere(0.1), collide=True))
+        world.reset(None)
+        world.agents[0].set_pos(torch.tensor([[0.0, 0.0]]), batch_index=None)
+        world.agents[1].set_pos(torch.tensor([[0.05, 0.0]]), batch_index=None)
+        for agent in world.agents:
+            agent.action.u = torch.zeros(1, 2)
+        world.step()
+        return torch.stack([agent.state.vel for agent in world.agents])
+
+    moved = push(CollisionFreeWorld)
+    torch.testing.assert_close(moved, push(World), rtol=0, atol=0)
+    assert moved[0, 0, 0] < 0 < moved[1, 0, 0]

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from sklearn.base import clone
 from tensordict import TensorDictBase
+from tensordict.utils import NestedKey
 from torchrl.collectors import Collector
 from torchrl.data import Binary, Categorical, MultiCategorical, MultiOneHot, OneHot
 from torchrl.envs import EnvBase
@@ -331,10 +332,10 @@ def fit_identity(
         )
     loss.set_statistics(data)
     data = data.select(*loss.in_keys)
-    n_agents = loss.encoder.n_agents
-    sample = agents_per_frame is not None and agents_per_frame < n_agents
+    sample = agents_per_frame is not None and agents_per_frame < loss.encoder.n_agents
     optimizer = torch.optim.Adam(loss.parameters(), lr=lr)
     n_batches = n_frames // batch_size  # the remainder of a shuffled epoch is left out
+
     bar = _progress_bar(progress, total=epochs * n_batches, desc="fit identity")
     curve = []
     try:
@@ -342,9 +343,11 @@ def fit_identity(
             order = torch.randperm(n_frames)
             total = 0.0
             for b in range(n_batches):
-                batch = data[order[b * batch_size : (b + 1) * batch_size]]
+                frames = order[b * batch_size : (b + 1) * batch_size]
                 if sample:
-                    batch = _agent_sample(batch, loss.tensor_keys.agent_index, n_agents, agents_per_frame)
+                    batch = _agent_sample(data, frames, agents_per_frame, loss.tensor_keys.agent_index)
+                else:
+                    batch = data[frames]
                 out = loss(batch)
                 value = out["loss_reconstruction"] + out["loss_kl"]
                 optimizer.zero_grad()
@@ -361,11 +364,13 @@ def fit_identity(
     return curve
 
 
-def _agent_sample(batch: TensorDictBase, index_key: tuple, n_agents: int, size: int) -> TensorDictBase:
-    """``size`` agents of every frame of ``batch``, drawn without replacement, with their index."""
-    index = torch.rand(batch.shape[0], n_agents, device=batch.device).topk(size, dim=-1).indices
-    rows = torch.arange(batch.shape[0], device=batch.device).unsqueeze(-1)
-    out = batch.apply(lambda value: value[rows, index], batch_size=batch.batch_size)
+def _agent_sample(data: TensorDictBase, frames: torch.Tensor, size: int, index_key: NestedKey) -> TensorDictBase:
+    """``size`` agents of each of ``frames``, drawn without replacement for each frame, from
+    ``data`` whose every entry is per agent; the agents' index goes to ``index_key``."""
+    first = next(iter(data.values(True, True)))
+    index = torch.rand(frames.numel(), first.shape[1], device=data.device).topk(size, dim=-1).indices
+    rows = frames.to(data.device).unsqueeze(-1)
+    out = data.apply(lambda value: value[rows, index], batch_size=[frames.numel()])
     out.set(index_key, index)
     return out
 
@@ -463,7 +468,7 @@ def identify_groups(
 
     Cost. Collection is the env's. The fit costs the same for any team larger than
     ``agents_per_frame`` (64 agents of every frame per update), and choosing K about
-    ``2 log2 K`` candidates of at most 9 decoder passes over the held-out frames, each linear
+    ``2 log2 K`` candidates of at most 4 decoder passes over the held-out frames, each linear
     in the number of agents.
 
     Every argument is checked, and the model is built from the env's specs, before any frame is

@@ -10,20 +10,22 @@ three steps:
 2. :class:`TiedErrors`: a candidate partition (Ward's nested partitions of the embeddings,
    :class:`~torchrl_seps.clustering.PartitionTree`) is scored by the fitted model's error on the
    held-out transitions with the embeddings *tied* within groups: the members of a group share
-   one identity (their mean embedding, or each member's embedding in turn, whichever predicts
-   better). K = N is the model as fitted; K = 1 gives every agent one shared identity.
-3. The chosen K is the smallest whose held-out loss is not worse than that of the finest
-   candidate (K = N: every agent its own identity, the model as fitted) beyond the noise of the
-   held-out estimate, judged by a one-sided paired bootstrap over held-out trajectories at level
-   ``alpha`` (:func:`compare_partitions`). The reference is fixed before the data are seen:
+   one identity, their mean embedding or each member's embedding in turn. K = N is the model
+   as fitted; K = 1 gives every agent one shared identity.
+3. The chosen K is the smallest whose held-out loss, with either way of tying, is not worse
+   than that of the finest candidate (K = N: every agent its own identity, the model as
+   fitted) beyond the noise of the held-out estimate, judged by a one-sided paired bootstrap
+   over held-out trajectories at level ``alpha`` (:func:`compare_partitions`). The reference
+   is fixed before the data are seen:
    comparing with the best candidate instead would pick the reference on the same held-out data
    and make K = 1 look worse by chance more often than ``alpha``.
 
-Cost. Scoring a candidate takes at most ``1 + max_partners`` passes of the decoder over the
-held-out data, each linear in the number of agents. Because the candidates are nested, a merge
-of two distinct types made at some K is kept at every smaller K, so "not worse than K = N"
-holds from the true K upwards and fails below it. The default ``search="bisection"`` uses this:
-it scores K = 1, 2, 4, ... until one is not worse, then bisects between the last two, about
+Cost. Scoring a candidate takes one pass of the decoder over the held-out data for the mean
+way and, where that is worse, ``max_partners - 1`` more for the swap way; each pass is
+linear in the number of agents. Because the candidates are nested, a merge of two distinct
+types made at some K is kept at every smaller K, so "not worse than K = N" holds from the
+true K upwards and fails below it. The default ``search="bisection"`` uses this: it scores
+K = 1, 2, 4, ... until one is not worse, then bisects between the last two, about
 ``2 log2 K`` candidates. ``search="exhaustive"`` scores every K in ``1..N`` and takes the
 smallest not worse, at ``N`` times the cost; both agree wherever the test's verdict is
 monotone in K.
@@ -73,7 +75,7 @@ TRAJECTORY_KEY = ("collector", "traj_ids")
 #: Fewest held-out units for a bootstrap; shorter data are cut into blocks of trajectories.
 MIN_HELDOUT_UNITS = 8
 # (frame, agent) pairs per forward pass of the decoder when scoring held-out data.
-_CHUNK_ROWS = 2**17
+_CHUNK_ROWS = 2**15
 #: Searches of :func:`choose_partition`.
 SEARCHES = ("bisection", "exhaustive")
 
@@ -194,7 +196,7 @@ class TiedErrors:
 
     Keyword Args:
         max_partners (int, optional): members whose embeddings each member is predicted with,
-            itself included. Defaults to ``8``.
+            itself included. Defaults to ``4``.
 
     Attributes:
         reference (Tensor): K = N's error per unit, float64 of shape ``[U]``.
@@ -208,7 +210,7 @@ class TiedErrors:
         unit: torch.Tensor,
         embeddings: torch.Tensor,
         *,
-        max_partners: int = 8,
+        max_partners: int = 4,
     ) -> None:
         self.max_partners = check_int("max_partners", max_partners)
         self._loss, self._heldout, self._unit = loss, heldout, unit
@@ -223,23 +225,31 @@ class TiedErrors:
     def _errors(self, latent: torch.Tensor) -> torch.Tensor:
         return _agent_unit_errors(self._loss, self._heldout, self._unit, latent, self.n_units)
 
-    @torch.no_grad()
-    def __call__(self, labels: np.ndarray | torch.Tensor) -> torch.Tensor:
-        """The error per unit of the partition ``labels`` (``0..K-1`` of shape ``[N]``),
-        float64 of shape ``[U]``."""
+    def _labels(self, labels: np.ndarray | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         labels = torch.as_tensor(labels, dtype=torch.long, device=self._embeddings.device)
-        if labels.shape != (self.n_agents,):
-            raise ValueError(f"labels must have shape ({self.n_agents},), got {tuple(labels.shape)}.")
-        sizes = torch.bincount(labels)
-        if int(sizes.max()) == 1:
-            return self.reference.clone()  # singletons: both ways are the model as fitted
-        means = torch.zeros(sizes.numel(), self._embeddings.shape[-1]).to(self._embeddings)
-        means = means.index_add(0, labels, self._embeddings) / sizes[:, None]
-        mean = self._errors(means[labels]).sum(0)
-        swap = self._swap(labels, sizes)
-        return mean if mean.sum() <= swap.sum() else swap
+        if labels.shape != (self.n_agents,) or (labels.numel() and int(labels.min()) < 0):
+            raise ValueError(
+                f"labels must hold a group in 0..K-1 for each of the {self.n_agents} agents, got "
+                f"shape {tuple(labels.shape)}."
+            )
+        return labels, torch.bincount(labels)
 
-    def _swap(self, labels: torch.Tensor, sizes: torch.Tensor) -> torch.Tensor:
+    @torch.no_grad()
+    def mean(self, labels: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """The error per unit with every member using its group's mean embedding, float64 of
+        shape ``[U]``."""
+        labels, sizes = self._labels(labels)
+        if int(sizes.max()) == 1:
+            return self.reference.clone()
+        means = torch.zeros(sizes.numel(), self._embeddings.shape[-1]).to(self._embeddings)
+        means = means.index_add(0, labels, self._embeddings) / sizes.clamp(min=1)[:, None]
+        return self._errors(means[labels]).sum(0)
+
+    @torch.no_grad()
+    def swap(self, labels: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """The error per unit with every member predicted with its partners' embeddings in
+        turn, float64 of shape ``[U]``."""
+        labels, sizes = self._labels(labels)
         order = torch.sort(labels, stable=True).indices  # members of each group, in agent order
         start = torch.cumsum(sizes, 0) - sizes
         rank = torch.empty_like(labels)
@@ -248,10 +258,16 @@ class TiedErrors:
         total = self._own / partners[labels].double().cpu()[:, None]  # shift 0: the member itself
         for s in range(1, int(partners.max())):
             shift = torch.where(sizes <= self.max_partners, s, s * sizes // self.max_partners)
-            partner = order[start[labels] + (rank + shift[labels]) % sizes[labels]]
-            weight = torch.where(s < partners, 1.0 / partners, 0.0)[labels].double().cpu()
-            total += weight[:, None] * self._errors(self._embeddings[partner])
+            partner = order[start[labels] + (rank + shift[labels]) % sizes[labels].clamp(min=1)]
+            weight = torch.where(s < partners, 1.0 / partners.clamp(min=1), 0.0)[labels]
+            total += weight.double().cpu()[:, None] * self._errors(self._embeddings[partner])
         return total.sum(0)
+
+    def __call__(self, labels: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """The error per unit of the partition ``labels`` (``0..K-1`` of shape ``[N]``): the
+        way of tying, mean or swap, with the lower total; float64 of shape ``[U]``."""
+        mean, swap = self.mean(labels), self.swap(labels)
+        return mean if mean.sum() <= swap.sum() else swap
 
 
 @torch.no_grad()
@@ -262,7 +278,7 @@ def tied_heldout_errors(
     embeddings: torch.Tensor,
     partitions: Mapping[int, np.ndarray | torch.Tensor],
     *,
-    max_partners: int = 8,
+    max_partners: int = 4,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The held-out error of every candidate partition, summed per unit (:class:`TiedErrors`).
 
@@ -274,7 +290,7 @@ def tied_heldout_errors(
         partitions (mapping): candidate K -> labels of shape ``[N]``.
 
     Keyword Args:
-        max_partners (int, optional): as :class:`TiedErrors`. Defaults to ``8``.
+        max_partners (int, optional): as :class:`TiedErrors`. Defaults to ``4``.
 
     Returns:
         ``(errors, counts)``: ``errors[c, u]`` is the summed error of candidate ``c`` (in the
@@ -458,9 +474,11 @@ def choose_partition(
 ) -> tuple[np.ndarray, HeldOutEvidence]:
     """The smallest cut of ``tree`` whose held-out loss is not worse than K = N's, beyond noise.
 
-    A candidate K is the cut of ``tree`` into K groups, scored by ``scorer`` and judged against
-    K = N (``scorer.reference``) by the paired bootstrap of :func:`compare_partitions`, with one
-    set of resamples for every candidate.
+    A candidate K is the cut of ``tree`` into K groups, judged against K = N
+    (``scorer.reference``) by the paired bootstrap of :func:`compare_partitions`, with one set of
+    resamples for every candidate. It passes when one of the two ways of tying identities
+    within groups (:class:`TiedErrors`) is not worse: the mean first, then, only where the mean
+    is worse, the swap. Where both are worse the evidence reports the one with the lower loss.
 
     - ``"bisection"`` (the default): K = 1, 2, 4, ... until a K is not worse (or K reaches N),
       then bisection between the last worse K and it. About ``2 log2 K`` candidates are scored.
@@ -496,7 +514,12 @@ def choose_partition(
 
     def adequate(k: int) -> bool:
         if k not in scored:
-            scored[k] = bootstrap.compare(scorer(tree.cut(k)))
+            labels = tree.cut(k)
+            scored[k] = bootstrap.compare(scorer.mean(labels))
+            if scored[k][1] < alpha:  # the mean way is worse: try the swap way
+                swap = bootstrap.compare(scorer.swap(labels))
+                if swap[1] >= alpha or swap[0] < scored[k][0]:
+                    scored[k] = swap
         return scored[k][1] >= alpha
 
     if search == "exhaustive":

@@ -19,6 +19,7 @@ from vmas.simulator.core import Landmark, Sphere, World
 from torchrl_seps._checks import check_bool, check_float, check_group_sizes, check_int, check_unknown
 from torchrl_seps.scenarios._base import (
     DECOY_COLOR,
+    CollisionFreeWorld,
     TypedScenario,
     type_color,
 )
@@ -213,7 +214,7 @@ class BlindParticleSpread(TypedScenario):
             perms = torch.tensor(self.obs_permutations, dtype=torch.long)
             self._obs_index = perms[self.agent_types.cpu()].to(device)
 
-        world = World(batch_dim, device)
+        world = CollisionFreeWorld(batch_dim, device)
         self.add_agents(world, self.AGENT_RADIUS, u_multiplier=self.ACTION_MULTIPLIER)
         for j in range(n_landmarks):
             world.add_landmark(

@@ -29,6 +29,7 @@ from vmas.simulator.core import Agent, Landmark, Sphere, World
 from torchrl_seps._checks import check_float, check_group_sizes, check_unknown
 from torchrl_seps.scenarios._base import (
     DECOY_COLOR,
+    CollisionFreeWorld,
     TypedScenario,
 )
 
@@ -144,7 +145,7 @@ class RotatedNavigation(TypedScenario):
         self._rotations_t = rotations.transpose(-1, -2).to(torch.float32).to(device)
         self._identity_type = [a % 360.0 == 0.0 for a in self.angles]
 
-        world = World(batch_dim, device)
+        world = CollisionFreeWorld(batch_dim, device)
         self.add_agents(
             world,
             self.AGENT_RADIUS,
