@@ -33,9 +33,12 @@ import collections
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
+from tensordict.utils import NestedKey
+from torchrl.envs import EnvBase, SerialEnv, Transform, TransformedEnv
 
 from torchrl_seps import identify_groups
 from torchrl_seps.clustering import AgentClustering, adjusted_rand_index
@@ -54,6 +57,91 @@ class Task:
     truth: tuple[int, ...] | None = None  # None: the preset's hidden types
     why: str = ""
     group: str | None = None  # the env's agent group to identify; None: its only group
+    build: Callable[[int, int], EnvBase] | None = None  # (num_envs, seed) -> env; None: make_env
+
+    def make(self, num_envs: int, seed: int) -> EnvBase:
+        if self.build is not None:
+            return self.build(num_envs, seed)
+        return make_env(self.env, num_envs=num_envs, seed=seed, **self.kwargs)
+
+
+class PerAgentActions(Transform):
+    """Each agent's action passes through its own map before it reaches the env.
+
+    ``maps`` is either an integer table ``[n_agents, n_actions]`` (discrete actions: agent ``i``'s
+    action ``a`` is sent as ``maps[i, a]``) or a float tensor ``[n_agents, d, d]`` (continuous
+    actions: agent ``i``'s ``u`` is sent as ``maps[i] @ u``). Rollouts keep the actions the
+    policy chose, so the agents' types live in the env, unobserved.
+    """
+
+    def __init__(self, maps: torch.Tensor, action_key: NestedKey = ("agents", "action")) -> None:
+        super().__init__(in_keys_inv=[action_key], out_keys_inv=[action_key])
+        self.register_buffer("maps", maps)
+
+    def _inv_apply_transform(self, action: torch.Tensor) -> torch.Tensor:
+        agents = torch.arange(self.maps.shape[0], device=action.device)
+        if self.maps.is_floating_point():
+            return torch.einsum("nij,...nj->...ni", self.maps, action)
+        return self.maps[agents, action]
+
+
+# moves of PettingZoo's MPE (no-op, -x, +x, -y, +y) negated, and rotated by 90 degrees
+MPE_NEGATED = torch.tensor([0, 2, 1, 4, 3])
+MPE_ROTATED = torch.tensor([0, 3, 4, 2, 1])
+
+
+def _vmas_discrete(rotation: int) -> torch.Tensor:
+    """VMAS's 9 discrete moves (x and y each stay, -, +; flat index 3 x + y) rotated by
+    ``rotation`` quarter turns: (x, y) -> (-y, x) per quarter."""
+    negate = torch.tensor([0, 2, 1])
+    x, y = torch.arange(9) // 3, torch.arange(9) % 3
+    for _ in range(rotation):
+        x, y = negate[y], x
+    return 3 * x + y
+
+
+def _halves(n_agents: int, changed: torch.Tensor, unchanged: torch.Tensor) -> torch.Tensor:
+    """The first half of the agents keep ``unchanged``, the second half get ``changed``."""
+    return torch.stack([unchanged] * (n_agents // 2) + [changed] * (n_agents - n_agents // 2))
+
+
+def mpe_spread(kind: str, n_agents: int = 4) -> Callable[[int, int], EnvBase]:
+    """PettingZoo's MPE ``simple_spread_v3`` (package ``mpe2``) through TorchRL's
+    ``PettingZooWrapper``, batched by a ``SerialEnv``, the second half of the agents with
+    negated or rotated moves (``kind``), or none (``"same"``)."""
+
+    def build(num_envs: int, seed: int) -> EnvBase:
+        from mpe2 import simple_spread_v3
+        from torchrl.envs.libs.pettingzoo import PettingZooWrapper
+
+        def one() -> EnvBase:
+            return PettingZooWrapper(
+                simple_spread_v3.parallel_env(N=n_agents, max_cycles=25, continuous_actions=False),
+                categorical_actions=True,
+                group_map=None,
+            )
+
+        changed = {"negated": MPE_NEGATED, "rotated": MPE_ROTATED, "same": torch.arange(5)}[kind]
+        env = TransformedEnv(
+            SerialEnv(min(num_envs, 16), one),
+            PerAgentActions(_halves(n_agents, changed, torch.arange(5)), ("agent", "action")),
+        )
+        env.set_seed(seed)
+        return env
+
+    return build
+
+
+def vmas_navigation(kind: str, n_agents: int = 4) -> Callable[[int, int], EnvBase]:
+    """VMAS's own ``navigation`` (discrete moves), the second half of the agents with negated
+    or rotated moves (``kind``), or none (``"same"``)."""
+
+    def build(num_envs: int, seed: int) -> EnvBase:
+        changed = _vmas_discrete({"negated": 2, "rotated": 1, "same": 0}[kind])
+        base = make_env("navigation", num_envs=num_envs, seed=seed, n_agents=n_agents)
+        return TransformedEnv(base, PerAgentActions(_halves(n_agents, changed, torch.arange(9))))
+
+    return build
 
 
 PRESETS = [
@@ -89,19 +177,32 @@ ZOO = [
     Task("vel_control", "vel_control", {}, (0, 1, 2),
          "three bodies behind one velocity controller: force limit 1.1, acceleration limit 1, force limit 30"),
 ]
+# Agents whose moves a wrapper negates or rotates, on two particle envs we did not write
+CONTROLS = [
+    Task(f"{env}-{kind}", env, {}, (0, 0, 1, 1) if kind != "same" else (0, 0, 0, 0),
+         f"{why}; moves of agents 2, 3 {kind if kind != 'same' else 'unchanged (control)'}",
+         build=build(kind))
+    for env, build, why in [
+        ("mpe-simple_spread-4", mpe_spread, "PettingZoo MPE through PettingZooWrapper: the moves show "
+         "in 2 of 24 entries (the velocity), as position integrates the previous velocity"),
+        ("vmas-navigation-4", vmas_navigation, "VMAS navigation, 9 discrete moves"),
+    ]
+    for kind in ["negated", "rotated", "same"]
+]
 # Level-based foraging with hidden fixed levels (types = levels), and its all-level-1 control
 LBF = [Task(name, name) for name in ["lbf-8x8-3p-2f", "lbf-10x10-6p-3f", "lbf-15x15-9p-4f",
                                      "lbf-8x8-3p-2f-coop", "lbf-10x10-6p-3f-homogeneous"]]
 # Coloured warehouse: colours differ in rewarded shelves and in rotated actions; one-colour control
 CRWARE = [Task(name, name) for name in ["crware-tiny-4ag", "crware-small-8ag", "crware-tiny-4ag-1colour"]]
-SUITES = {"presets": PRESETS, "zoo": ZOO, "lbf": LBF, "crware": CRWARE, "all": PRESETS + ZOO}
+SUITES = {"presets": PRESETS, "zoo": ZOO, "controls": CONTROLS, "lbf": LBF, "crware": CRWARE,
+          "all": PRESETS + ZOO + CONTROLS}
 NUM_ENVS = 64
 FRAMES_SWEEP = [1_600, 3_200, 6_400, 12_800, 25_600]
 SWEEP_PRESETS = ["bps-2", "bps-4"]
 
 
 def run(task: Task, seed: int, plots: str | None = None, **kwargs) -> dict:
-    env = make_env(task.env, num_envs=NUM_ENVS, seed=seed, **task.kwargs)
+    env = task.make(NUM_ENVS, seed)
     truth = agent_types(env) if task.truth is None else torch.tensor(task.truth)
     start = time.perf_counter()
     result = identify_groups(env, seed=seed, group=task.group, **kwargs)
@@ -209,7 +310,7 @@ def main() -> None:
 
         pathlib.Path(args.plots).mkdir(parents=True, exist_ok=True)
     rows = [run(task, seed, plots=args.plots, frames=args.frames) for task in tasks for seed in range(args.seeds)]
-    for suite in ("presets", "zoo", "lbf", "crware"):
+    for suite in ("presets", "zoo", "controls", "lbf", "crware"):
         suite_rows = [r for r in rows if r["task"] in {t.label for t in SUITES[suite]}]
         if suite_rows:
             print(f"\n### {suite}: automatic K, {args.frames:,} frames ({args.seeds} seeds, {NUM_ENVS} envs)\n")

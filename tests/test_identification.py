@@ -4,6 +4,7 @@ import math
 
 import pytest
 import torch
+from torchrl.envs import SerialEnv
 from tensordict import TensorDict
 from torchrl.envs.libs.vmas import VmasEnv
 from threads import one_thread  # noqa: F401
@@ -67,6 +68,16 @@ def test_collection_uses_the_given_policy():
 
     data = collect_transitions(env, frames=20, policy=always_right)
     assert (data["agents", "action"] == 1).all()
+
+
+def test_a_batched_env_is_left_open_and_usable():
+    """TorchRL's collector closes its env when it reaches total_frames; ours must not."""
+    env = SerialEnv(2, lambda: TypedAgentsEnv([0, 0, 1], num_envs=2))
+    result = identify_groups(env, frames=96, epochs=1, batch_size=16, seed=0)
+    assert result.frames == 96 and not env.is_closed
+    assert env.rollout(3).batch_size == (2, 2, 3)
+    env.close()  # once, without "trying to close a closed environment"
+    assert env.is_closed
 
 
 def test_collection_rounds_frames_up_to_whole_steps():
@@ -203,8 +214,29 @@ def test_identity_model_from_specs():
 def test_fitting_reduces_the_loss():
     env = reward_typed()
     loss = identity_model(env)
-    curve = fit_identity(loss, collect_transitions(env, 512), epochs=6, batch_size=64)
-    assert len(curve) == 6 and curve[-1] < 0.5 * curve[0]
+    history = fit_identity(loss, collect_transitions(env, 512), epochs=6, batch_size=64)
+    assert len(history.loss) == 6 and history.loss[-1] < 0.5 * history.loss[0]
+    assert history.validation == [] and history.best_epoch == 6
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_the_fit_stops_on_validation_and_keeps_the_best_epoch(seed):
+    """Validation data of other goals: fitting the training goals soon makes them worse."""
+    torch.manual_seed(seed)
+    train = collect_transitions(reward_typed(), 512)
+    other = TypedAgentsEnv(TYPES, goals=[[0.0, 3.0], [3.0, 0.0], [-3.0, 0.0]], num_envs=8, seed=seed)
+    validation = collect_transitions(other, 256)
+    loss = identity_model(reward_typed())
+    history = fit_identity(loss, train, epochs=12, batch_size=64, validation=validation, patience=2)
+    best = min(history.validation)
+    assert history.validation[history.best_epoch - 1] == best
+    assert len(history.validation) == len(history.loss) <= 12
+    if len(history.loss) < 12:  # stopped: the last `patience` epochs did not improve on the best
+        assert len(history.loss) == history.best_epoch + 2
+    with torch.no_grad():  # the kept parameters are the best epoch's
+        embeddings, _ = loss.encoder.agent_distribution()
+        error = loss.reconstruction_error(validation, latent=embeddings).mean().item()
+    assert error == pytest.approx(best, rel=1e-5)
 
 
 # -- identification -----------------------------------------------------------------------
@@ -230,7 +262,7 @@ def test_identify_groups_recovers_known_types(make, targets, expected):
     assert result.n_groups == len(set(expected))
     assert result.groups.dtype == torch.long
     assert result.embeddings.shape == (len(expected), 5) == result.scales.shape
-    assert len(result.loss_curve) == FAST["epochs"]
+    assert 1 <= result.epochs <= len(result.loss_curve) == len(result.validation_curve) <= FAST["epochs"]
     assert set(result.timings) == {"collect", "fit", "cluster"}
     assert result.frames == FAST["frames"]
 
@@ -240,7 +272,7 @@ def test_identify_groups_with_another_group_name_and_given_k():
     result = identify_groups(env, group="robots", n_groups=3, seed=1, **FAST)
     assert adjusted_rand_index(TYPES, result.groups) == 1.0
     assert result.decision == "given" and result.evidence is None
-    assert result.heldout_frames == 0  # with K given, every frame is fitted on
+    assert result.heldout_frames == 0  # with K given, no frame is held out to choose K
 
 
 def test_the_env_s_only_agent_group_is_found_by_default():

@@ -7,6 +7,8 @@ one: :func:`collect_transitions`, :func:`fit_identity` and
 """
 from __future__ import annotations
 
+import copy
+import itertools
 import logging
 import math
 import time
@@ -29,6 +31,7 @@ from torchrl_seps.model_selection import (
     TRAJECTORY_KEY,
     HeldOutEvidence,
     TiedErrors,
+    agent_unit_errors,
     choose_partition,
     split_heldout,
 )
@@ -37,6 +40,7 @@ from torchrl_seps.objectives.identity import TARGETS, IdentityLoss
 from torchrl_seps.plotting import plot_embeddings
 
 __all__ = [
+    "FitHistory",
     "IdentificationResult",
     "collect_transitions",
     "fit_identity",
@@ -49,6 +53,8 @@ logger = logging.getLogger(__name__)
 
 # Steps of the environment per collector batch: progress is reported once per batch.
 _STEPS_PER_BATCH = 50
+#: Share of the fitting trajectories kept aside to stop the fit on (:func:`fit_identity`).
+VALIDATION_FRACTION = 0.15
 
 
 def _group_keys(group: str) -> dict[str, tuple[str, str]]:
@@ -127,6 +133,8 @@ def collect_transitions(
     the one the step produced, read from the collector's ``("next", ...)`` entries, so a step that
     ended an episode (done, terminated or truncated) keeps its own final observation: the first
     observation of the following episode is never paired with the last one of the previous.
+    The env is left open: a batched env (``SerialEnv``, ``ParallelEnv``) can be used and closed
+    afterwards as before.
 
     Args:
         env (EnvBase): a multi-agent environment with per-agent entries ``(group,
@@ -165,11 +173,11 @@ def collect_transitions(
     steps = math.ceil(frames / n_envs)
     n_batches = math.ceil(steps / _STEPS_PER_BATCH)
     steps_per_batch = math.ceil(steps / n_batches)
-    collector = Collector(
+    collector = Collector(  # endless: a collector that reaches total_frames closes the env
         env,
         policy,
         frames_per_batch=steps_per_batch * n_envs,
-        total_frames=n_batches * steps_per_batch * n_envs,
+        total_frames=-1,
         auto_register_policy_transforms=False,
     )
     wanted = [
@@ -182,7 +190,7 @@ def collect_transitions(
     batches = []
     bar = _progress_bar(progress, total=n_batches * steps_per_batch * n_envs, desc="collect")
     try:
-        for batch in collector:
+        for batch in itertools.islice(collector, n_batches):
             batch = batch.select(*wanted).reshape(-1)
             _check_finite(batch, wanted)
             batches.append(batch)
@@ -269,6 +277,24 @@ def identity_model(
     return loss.to(env.device) if env.device is not None else loss
 
 
+@dataclass
+class FitHistory:
+    """How :func:`fit_identity` went.
+
+    Attributes:
+        loss (list[float]): mean training loss of the updates of every epoch run.
+        validation (list[float]): after every epoch, the mean reconstruction error on the
+            validation data with every agent's latent at its embedding (empty without
+            validation data).
+        best_epoch (int): the epoch (from 1) whose parameters were kept: the one of lowest
+            validation loss, or the last without validation data.
+    """
+
+    loss: list[float]
+    validation: list[float]
+    best_epoch: int
+
+
 def fit_identity(
     loss: IdentityLoss,
     data: TensorDictBase,
@@ -277,9 +303,11 @@ def fit_identity(
     batch_size: int = 256,
     lr: float = 1e-2,
     agents_per_frame: int | None = 64,
+    validation: TensorDictBase | None = None,
+    patience: int = 3,
     progress: bool = False,
-) -> list[float]:
-    """Fits the identity model of ``loss`` to ``data`` with Adam; returns the loss per epoch.
+) -> FitHistory:
+    """Fits the identity model of ``loss`` to ``data`` with Adam.
 
     The loss's standardisation statistics are first set from ``data``
     (:meth:`~torchrl_seps.objectives.IdentityLoss.set_statistics`). Each epoch visits the frames
@@ -287,20 +315,33 @@ def fit_identity(
     ``agents_per_frame`` agents, every frame of an update contributes that many of its agents,
     drawn at random without replacement for each frame and update, so an update costs the same
     for any team size and the fit grows with the number of agents only through the encoder;
-    smaller teams contribute every agent of every frame. The value recorded for an epoch is the
-    mean total loss of its updates.
+    smaller teams contribute every agent of every frame.
+
+    With ``validation`` data (transitions of other trajectories), the model's error on them is
+    measured after every epoch, with each agent's latent at its embedding; the fit stops once
+    ``patience`` epochs in a row have not improved on the best, and the parameters of the best
+    epoch are kept. A decoder that starts to memorise the training trajectories (their layouts,
+    say) stops there, before its predictions come to depend on the latent in ways that do not
+    hold on other trajectories. Without it, all ``epochs`` are run.
 
     Args:
         loss (IdentityLoss): the model to fit, e.g. from :func:`identity_model`.
         data (TensorDictBase): frames from :func:`collect_transitions`, at least ``batch_size``.
 
     Keyword Args:
-        epochs (int, optional): passes over the data. Defaults to ``16``.
+        epochs (int, optional): passes over the data, at most. Defaults to ``16``.
         batch_size (int, optional): frames per update. Defaults to ``256``.
         lr (float, optional): Adam learning rate. Defaults to ``1e-2``.
         agents_per_frame (int, optional): agents drawn from each frame of an update; ``None``
             takes every agent. Defaults to ``64``.
+        validation (TensorDictBase, optional): frames to stop on, as ``data``; at most 2**18
+            (frame, agent) pairs of them are used, evenly spaced. Defaults to ``None``.
+        patience (int, optional): epochs without a better validation loss before stopping.
+            Defaults to ``3``.
         progress (bool, optional): show a progress bar (tqdm). Defaults to ``False``.
+
+    Returns:
+        a :class:`FitHistory`.
 
     Raises:
         ValueError: when ``data`` holds fewer than ``batch_size`` frames, or NaN / inf values.
@@ -309,21 +350,25 @@ def fit_identity(
         >>> from torchrl.envs.libs.vmas import VmasEnv
         >>> env = VmasEnv("navigation", num_envs=4, n_agents=2, seed=0)
         >>> loss = identity_model(env)
-        >>> curve = fit_identity(loss, collect_transitions(env, frames=64), epochs=2, batch_size=32)
-        >>> len(curve)
-        2
+        >>> history = fit_identity(loss, collect_transitions(env, frames=64), epochs=2, batch_size=32)
+        >>> len(history.loss), history.best_epoch
+        (2, 2)
     """
     check_instance("loss", loss, IdentityLoss, "an IdentityLoss")
-    if not isinstance(data, TensorDictBase) or data.ndim != 1:
-        raise TypeError(
-            "data must be a TensorDict with one batch dimension (frames), as "
-            f"collect_transitions returns; got {type(data).__name__}"
-            + (f" of batch size {tuple(data.batch_size)}." if isinstance(data, TensorDictBase) else ".")
-        )
+    for name, value in [("data", data), ("validation", validation)]:
+        if (value is not None or name == "data") and (
+            not isinstance(value, TensorDictBase) or value.ndim != 1
+        ):
+            raise TypeError(
+                f"{name} must be a TensorDict with one batch dimension (frames), as "
+                f"collect_transitions returns; got {type(value).__name__}"
+                + (f" of batch size {tuple(value.batch_size)}." if isinstance(value, TensorDictBase) else ".")
+            )
     check_int("epochs", epochs)
     check_int("batch_size", batch_size)
     check_float("lr", lr, positive=True)
     check_int("agents_per_frame", agents_per_frame, optional=True)
+    check_int("patience", patience)
     n_frames = data.shape[0]
     if n_frames < batch_size:
         raise ValueError(
@@ -332,14 +377,17 @@ def fit_identity(
         )
     loss.set_statistics(data)
     data = data.select(*loss.in_keys)
+    if validation is not None:
+        loss.check_finite(validation)
+        validation = _evenly_spaced(validation.select(*loss.in_keys), _VALIDATION_ROWS)
     sample = agents_per_frame is not None and agents_per_frame < loss.encoder.n_agents
     optimizer = torch.optim.Adam(loss.parameters(), lr=lr)
     n_batches = n_frames // batch_size  # the remainder of a shuffled epoch is left out
-
+    history = FitHistory(loss=[], validation=[], best_epoch=0)
+    best_state = None
     bar = _progress_bar(progress, total=epochs * n_batches, desc="fit identity")
-    curve = []
     try:
-        for _ in range(epochs):
+        for epoch in range(1, epochs + 1):
             order = torch.randperm(n_frames)
             total = 0.0
             for b in range(n_batches):
@@ -356,12 +404,46 @@ def fit_identity(
                 total += value.item()
                 if bar is not None:
                     bar.update(1)
-            curve.append(total / n_batches)
-            logger.debug("identity epoch %d: loss %.4f", len(curve), curve[-1])
+            history.loss.append(total / n_batches)
+            if validation is None:
+                history.best_epoch = epoch
+                logger.debug("identity epoch %d: loss %.4f", epoch, history.loss[-1])
+                continue
+            history.validation.append(_validation_loss(loss, validation))
+            logger.debug(
+                "identity epoch %d: loss %.4f, validation %.4f",
+                epoch, history.loss[-1], history.validation[-1],
+            )
+            if history.validation[-1] < min(history.validation[:-1], default=math.inf):
+                history.best_epoch = epoch
+                best_state = copy.deepcopy(loss.state_dict())
+            elif epoch - history.best_epoch >= patience:
+                break
     finally:
         if bar is not None:
             bar.close()
-    return curve
+    if best_state is not None:
+        loss.load_state_dict(best_state)
+    return history
+
+
+# (frame, agent) pairs of validation data scored after every epoch, at most
+_VALIDATION_ROWS = 2**18
+
+
+def _evenly_spaced(data: TensorDictBase, max_rows: int) -> TensorDictBase:
+    """Evenly spaced frames of ``data``, at most ``max_rows`` (frame, agent) pairs of them."""
+    n_agents = next(iter(data.values(True, True))).shape[1]
+    step = -(-data.shape[0] * n_agents // max_rows)
+    return data[::step] if step > 1 else data
+
+
+@torch.no_grad()
+def _validation_loss(loss: IdentityLoss, data: TensorDictBase) -> float:
+    """Mean reconstruction error over ``data`` with every agent's latent at its embedding."""
+    embeddings, _ = loss.encoder.agent_distribution()
+    unit = torch.zeros(data.shape[0], dtype=torch.long)
+    return agent_unit_errors(loss, data, unit, embeddings, 1).sum().item() / data.shape[0] / embeddings.shape[0]
 
 
 def _agent_sample(data: TensorDictBase, frames: torch.Tensor, size: int, index_key: NestedKey) -> TensorDictBase:
@@ -388,7 +470,10 @@ class IdentificationResult:
             sentence (:meth:`HeldOutEvidence.describe`).
         evidence (HeldOutEvidence or None): held-out loss per candidate K with its
             uncertainty, the reference, the best and the chosen K; ``None`` when K was given.
-        loss_curve (list[float]): mean identity loss per epoch.
+        loss_curve (list[float]): mean training loss per epoch run.
+        validation_curve (list[float]): validation loss after every epoch run
+            (:class:`FitHistory`).
+        epochs (int): the epoch whose parameters were kept.
         timings (dict[str, float]): seconds spent in ``"collect"``, ``"fit"`` and ``"cluster"``
             (k-means and the held-out test).
         frames (int): frames collected (fitted on and held out).
@@ -404,6 +489,8 @@ class IdentificationResult:
     decision: str
     evidence: HeldOutEvidence | None
     loss_curve: list[float]
+    validation_curve: list[float]
+    epochs: int
     timings: dict[str, float]
     frames: int
     heldout_frames: int
@@ -458,7 +545,9 @@ def identify_groups(
     2. when K is to be chosen, :func:`~torchrl_seps.model_selection.split_heldout` holds out
        ``heldout_fraction`` of the trajectories;
     3. :func:`fit_identity`: the identity model of :func:`identity_model` (encoder, decoder,
-       :class:`~torchrl_seps.objectives.IdentityLoss`) fitted for ``epochs`` epochs on the rest;
+       :class:`~torchrl_seps.objectives.IdentityLoss`) fitted on the rest, for at most
+       ``epochs`` epochs: :data:`VALIDATION_FRACTION` of its trajectories are kept aside, and
+       the fit stops once 3 epochs in a row have not lowered the error on them;
     4. each agent's embedding is its encoder mean;
     5. K given: k-means with K groups. K chosen: Ward's nested partitions of the embeddings
        (:class:`~torchrl_seps.clustering.PartitionTree`) are scored on the held-out
@@ -493,7 +582,7 @@ def identify_groups(
         targets (sequence of str, optional): what the decoder reconstructs. Defaults to
             ``("next_observation", "reward")``.
         kl_weight (float, optional): KL weight. Defaults to ``1e-4``.
-        epochs (int, optional): passes over the data. Defaults to ``16``.
+        epochs (int, optional): passes over the data, at most. Defaults to ``16``.
         batch_size (int, optional): frames per update. Defaults to ``256``.
         lr (float, optional): Adam learning rate. Defaults to ``1e-2``.
         agents_per_frame (int, optional): agents of every frame an update fits on, drawn at
@@ -603,12 +692,16 @@ def identify_from_transitions(
     fit_data, heldout, unit = data, None, None
     if n_groups is None:
         fit_data, heldout, unit = split_heldout(data, heldout_fraction, seed=seed)
-    curve = fit_identity(
+    fit_data, validation, _ = split_heldout(fit_data, VALIDATION_FRACTION, seed=seed)
+    history = fit_identity(
         loss, fit_data, epochs=epochs, batch_size=min(batch_size, fit_data.shape[0]), lr=lr,
-        agents_per_frame=agents_per_frame, progress=progress,
+        agents_per_frame=agents_per_frame, validation=validation, progress=progress,
     )
     timings["fit"] = time.perf_counter() - start
-    logger.info("fitted the identity model in %.1f s, final loss %.4f", timings["fit"], curve[-1])
+    logger.info(
+        "fitted the identity model in %.1f s: epoch %d of %d kept, validation loss %.4f",
+        timings["fit"], history.best_epoch, len(history.loss), history.validation[history.best_epoch - 1],
+    )
 
     start = time.perf_counter()
     with torch.no_grad():
@@ -629,7 +722,9 @@ def identify_from_transitions(
         scales=scales.detach().cpu(),
         decision=decision,
         evidence=evidence,
-        loss_curve=curve,
+        loss_curve=history.loss,
+        validation_curve=history.validation,
+        epochs=history.best_epoch,
         timings=timings,
         frames=data.shape[0],
         heldout_frames=0 if heldout is None else heldout.shape[0],

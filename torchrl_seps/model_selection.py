@@ -64,6 +64,7 @@ from torchrl_seps.objectives.identity import IdentityLoss
 __all__ = [
     "HeldOutEvidence",
     "TiedErrors",
+    "agent_unit_errors",
     "choose_partition",
     "compare_partitions",
     "split_heldout",
@@ -149,11 +150,12 @@ def split_heldout(
     return data[~mask], data[mask], heldout_unit
 
 
-def _agent_unit_errors(
+def agent_unit_errors(
     loss: IdentityLoss, heldout: TensorDictBase, unit: torch.Tensor, latent: torch.Tensor, n_units: int
 ) -> torch.Tensor:
-    """Summed error of every agent over every unit's frames, each agent using its row of
-    ``latent``: float64 of shape ``[N, U]``."""
+    """Summed reconstruction error of every agent over every unit's frames, each agent using
+    its row of ``latent``: float64 of shape ``[N, U]``. The decoder runs over chunks of about
+    2**15 (frame, agent) pairs, which keep its activations in the CPU's caches."""
     errors = torch.zeros(latent.shape[0], n_units, dtype=torch.float64)
     chunk = max(1, _CHUNK_ROWS // latent.shape[0])
     for start in range(0, heldout.shape[0], chunk):
@@ -223,7 +225,7 @@ class TiedErrors:
         self.counts = torch.bincount(unit, minlength=self.n_units).double() * self.n_agents
 
     def _errors(self, latent: torch.Tensor) -> torch.Tensor:
-        return _agent_unit_errors(self._loss, self._heldout, self._unit, latent, self.n_units)
+        return agent_unit_errors(self._loss, self._heldout, self._unit, latent, self.n_units)
 
     def _labels(self, labels: np.ndarray | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         labels = torch.as_tensor(labels, dtype=torch.long, device=self._embeddings.device)

@@ -238,7 +238,9 @@ class IdentityLoss(LossModule):
         scale = torch.where(scale > 1e-6 * (1 + loc.abs()), scale, torch.ones_like(scale))
         return loc, scale
 
-    def _check_finite(self, tensordict: TensorDictBase) -> None:
+    def check_finite(self, tensordict: TensorDictBase) -> None:
+        """Raises ``ValueError`` naming the entry when an entry the loss reads holds a NaN or an
+        infinity."""
         for key in self.in_keys:
             value = tensordict.get(key, None)
             if value is None or not value.dtype.is_floating_point:
@@ -261,7 +263,7 @@ class IdentityLoss(LossModule):
             ValueError: when an entry is missing, has the wrong shape or holds NaN or infinite
                 values.
         """
-        self._check_finite(tensordict)
+        self.check_finite(tensordict)
         observation = self._observation(tensordict)
         rows = observation.shape[:-1].numel()
         if rows > _STATISTICS_ROWS:
