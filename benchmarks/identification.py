@@ -138,8 +138,9 @@ def vmas_navigation(kind: str, n_agents: int = 4) -> Callable[[int, int], EnvBas
 
     def build(num_envs: int, seed: int) -> EnvBase:
         changed = _vmas_discrete({"negated": 2, "rotated": 1, "same": 0}[kind])
-        base = make_env("navigation", num_envs=num_envs, seed=seed, n_agents=n_agents)
-        return TransformedEnv(base, PerAgentActions(_halves(n_agents, changed, torch.arange(9))))
+        env = make_env("navigation", num_envs=num_envs, seed=seed, n_agents=n_agents)
+        env.append_transform(PerAgentActions(_halves(n_agents, changed, torch.arange(9))))
+        return env
 
     return build
 

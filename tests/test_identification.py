@@ -4,12 +4,13 @@ import math
 
 import pytest
 import torch
-from torchrl.envs import SerialEnv
 from tensordict import TensorDict
-from torchrl.envs.libs.vmas import VmasEnv
 from threads import one_thread  # noqa: F401
-from typed_env import DIRECTIONS, TypedAgentsEnv
+from torchrl.envs import SerialEnv
+from torchrl.envs.libs.vmas import VmasEnv
+from typed_env import DIRECTIONS, SignedEffectEnv, TypedAgentsEnv
 
+from benchmarks.identification import vmas_navigation
 from torchrl_seps.clustering import AgentClustering, adjusted_rand_index
 from torchrl_seps.identification import (
     collect_transitions,
@@ -375,3 +376,27 @@ def test_too_few_frames_to_fit():
 def test_wrong_env_type():
     with pytest.raises(TypeError, match="env must be a torchrl EnvBase, got str"):
         identify_groups("bps-1")
+
+
+# -- sensitivity: agents whose actions act differently ---------------------------------------
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_agents_differing_in_the_sign_of_one_action_on_one_of_20_entries_are_split(seed):
+    types = [0, 0, 1, 1]
+    result = identify_groups(SignedEffectEnv(types, seed=seed), frames=4096, seed=seed)
+    assert adjusted_rand_index(types, result.groups) == 1.0
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_agents_with_the_same_signed_effect_stay_together(seed):
+    result = identify_groups(SignedEffectEnv([0, 0, 0, 0], seed=seed), frames=4096, seed=seed)
+    assert result.n_groups == 1
+
+
+@pytest.mark.parametrize("kind, truth", [("rotated", [0, 0, 1, 1]), ("negated", [0, 0, 1, 1]), ("same", [0, 0, 0, 0])])
+def test_rotated_controls_on_vmas_navigation(kind, truth):
+    """VMAS's own navigation; a wrapper rotates or negates the moves of agents 2 and 3."""
+    env = vmas_navigation(kind)(32, 0)
+    result = identify_groups(env, frames=6400, seed=0)
+    assert result.groups.tolist() == truth

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from tensordict import TensorDict
@@ -8,8 +10,12 @@ from typed_env import TypedAgentsEnv
 
 from torchrl_seps.clustering import adjusted_rand_index
 from torchrl_seps.identification import collect_transitions, fit_identity, identify_groups, identity_model
+from torchrl_seps.clustering import PartitionTree
 from torchrl_seps.model_selection import (
     MIN_HELDOUT_UNITS,
+    SEARCHES,
+    TiedErrors,
+    choose_partition,
     compare_partitions,
     split_heldout,
     tied_heldout_errors,
@@ -219,3 +225,83 @@ def test_heldout_rule_finds_the_true_grouping_of_noisy_agents(types, seed):
     assert result.evidence.ks == bisection_visits(len(types), len(set(types)))
     assert result.decision.startswith("held-out: ")
     assert 0 < result.heldout_frames < result.frames
+
+
+# -- the search over nested candidates ------------------------------------------------------
+
+
+class _MonotoneOracle:
+    """Stands in for TiedErrors: a partition with fewer than ``true_k`` groups has error 1 more
+    per unit than K = N, one with at least ``true_k`` groups the same error; it counts calls."""
+
+    def __init__(self, n_agents, true_k, n_units=20):
+        self.n_agents, self.true_k = n_agents, true_k
+        self.reference = torch.rand(n_units, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+        self.counts = torch.ones(n_units, dtype=torch.float64)
+        self.scored = []
+
+    def mean(self, labels):
+        k = int(labels.max()) + 1
+        self.scored.append(k)
+        return self.reference + (1.0 if k < self.true_k else 0.0)
+
+    swap = mean
+
+
+@pytest.mark.parametrize("n_agents", [1, 2, 3, 7, 16, 33, 240])
+def test_bisection_and_exhaustive_search_agree_where_the_verdict_is_monotone(n_agents):
+    tree = PartitionTree(torch.randn(n_agents, 3, generator=torch.Generator().manual_seed(n_agents)))
+    for true_k in sorted({1, 2, 3, n_agents // 2 + 1, n_agents}):
+        if not 1 <= true_k <= n_agents:
+            continue
+        found = {}
+        for search in SEARCHES:
+            oracle = _MonotoneOracle(n_agents, true_k)
+            labels, evidence = choose_partition(oracle, tree, search=search, seed=0)
+            found[search] = labels.tolist()
+            assert evidence.chosen_k == true_k == len(set(labels.tolist())), (search, true_k)
+            assert evidence.search == search and evidence.reference_k == n_agents
+        assert found["bisection"] == found["exhaustive"]
+        oracle = _MonotoneOracle(n_agents, true_k)
+        _, evidence = choose_partition(oracle, tree, seed=0)
+        assert evidence.ks == bisection_visits(n_agents, true_k)
+        assert len(evidence.ks) <= 2 * math.log2(max(true_k, 1)) + 3
+
+
+def test_bisection_picks_the_exhaustive_search_s_k_on_a_fitted_model():
+    """Three types of four agents, one model: the two searches over the same held-out data."""
+    types = [0] * 4 + [1] * 4 + [2] * 4
+    env = noisy(types, seed=3)
+    torch.manual_seed(3)
+    data = collect_transitions(env, 2048)
+    fit, heldout, unit = split_heldout(data, 0.25, seed=3)
+    loss = identity_model(env)
+    fit_identity(loss, fit, epochs=12, batch_size=64)
+    with torch.no_grad():
+        embeddings, _ = loss.encoder.agent_distribution()
+    scorer = TiedErrors(loss, heldout, unit, embeddings)
+    tree = PartitionTree(embeddings)
+    found = {search: choose_partition(scorer, tree, search=search, seed=3) for search in SEARCHES}
+    (bisected, by_bisection), (exhausted, by_exhaustion) = found["bisection"], found["exhaustive"]
+    assert by_bisection.chosen_k == by_exhaustion.chosen_k == 3
+    assert bisected.tolist() == exhausted.tolist() and adjusted_rand_index(types, bisected) == 1.0
+    assert by_exhaustion.ks == list(range(1, 13)) and len(by_bisection.ks) < 12
+    for k in by_bisection.ks:  # a candidate scored by both searches gets the same verdict
+        i, j = by_bisection.ks.index(k), by_exhaustion.ks.index(k)
+        assert (by_bisection.p_value[i] >= 0.01) == (by_exhaustion.p_value[j] >= 0.01)
+
+
+def test_choose_partition_refuses_bad_arguments():
+    oracle = _MonotoneOracle(4, 2)
+    with pytest.raises(ValueError, match="search must be one of"):
+        choose_partition(oracle, PartitionTree(torch.randn(4, 2)), search="greedy")
+    with pytest.raises(ValueError, match="tree has 5 agents but scorer 4"):
+        choose_partition(oracle, PartitionTree(torch.randn(5, 2)))
+
+
+def test_identification_at_240_agents_in_seconds():
+    """240 agents of three types: the fit samples 64 agents per frame and K is found by bisection."""
+    types = [0] * 80 + [1] * 80 + [2] * 80
+    result = identify_groups(noisy(types, seed=0, num_envs=8), frames=512, epochs=12, batch_size=32, seed=0)
+    assert result.n_groups == 3 and adjusted_rand_index(types, result.groups) == 1.0
+    assert result.evidence.ks == bisection_visits(240, 3)

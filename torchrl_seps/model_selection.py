@@ -525,7 +525,7 @@ def choose_partition(
         return scored[k][1] >= alpha
 
     if search == "exhaustive":
-        chosen = next(k for k in range(1, n + 1) if adequate(k))
+        chosen = min(k for k in range(1, n + 1) if adequate(k))
     else:
         worse, chosen, k = 0, n, 1  # invariants: K=worse is worse (0: none), K=chosen is not
         while k < n:
