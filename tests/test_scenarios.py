@@ -39,8 +39,10 @@ SPEC = {
     "rotnav-2x4": ([4, 4], 4, False),
     "rotnav-4x5": ([5, 5, 5, 5], 4, False),
     "rotnav-homogeneous": ([8], 4, False),
+    "bps-3x80": ([80] * 3, 10, False),
+    "bps-10x100": ([100] * 10, 24, False),
 }
-UNPERMUTED_BPS = ["bps-1", "bps-2", "bps-3", "bps-4"]
+UNPERMUTED_BPS = ["bps-1", "bps-2", "bps-3", "bps-4", "bps-10x100"]
 
 
 def colours_of(groups: list[int]) -> list[int]:
@@ -220,7 +222,7 @@ def test_bps_blindness(name):
         )
 
 
-@pytest.mark.parametrize("name", ["bps-1", "bps-4", "bps-5", "bps-homogeneous"])
+@pytest.mark.parametrize("name", ["bps-1", "bps-4", "bps-5", "bps-homogeneous", "bps-3x80"])
 def test_bps_reward_by_colour(name):
     """reward_i = -0.5 * distance(agent i, landmark of agent i's colour), after real steps."""
     groups = SPEC[name][0]

@@ -13,6 +13,8 @@ bps-homogeneous    15       1        10    nothing: one colour, 2 decoy landmark
 rotnav-2x4         8        2 (4x2)  4     dynamics: controls rotated by 0 / 180 degrees
 rotnav-4x5         20       4 (5x4)  4     dynamics: controls rotated by 0 / 90 / 180 / 270 degrees
 rotnav-homogeneous 8        1        4     nothing (control of rotnav-2x4)
+bps-3x80           240      3 (80x3) 10    reward (bps-1's colours, 80 agents each)
+bps-10x100         1000     10       24    reward; 10 colours of 100 agents
 lbf-8x8-3p-2f      3        3 (1x3)  12    ability: hidden levels 1, 2, 3 (level-based foraging)
 lbf-10x10-6p-3f    6        3 (2x3)  21    ability: hidden levels (i % 3) + 1
 lbf-15x15-9p-4f    9        3 (3x3)  30    ability: hidden levels (i % 3) + 1
@@ -129,6 +131,16 @@ PRESETS: dict[str, Preset] = {
         {"groups": (8,)},
         "Rotated-controls navigation control, 8 agents, 1 type",
     ),
+    "bps-3x80": Preset(
+        BlindParticleSpread,
+        {"groups": (80, 80, 80)},
+        "Blind-Particle Spread, 240 agents, 3 colours",
+    ),
+    "bps-10x100": Preset(
+        BlindParticleSpread,
+        {"groups": (100,) * 10},
+        "Blind-Particle Spread, 1,000 agents, 10 colours",
+    ),
 }
 
 
@@ -209,7 +221,7 @@ def list_presets(vmas_scenarios: bool = False) -> dict[str, str]:
     Examples:
         >>> names = list(list_presets())
         >>> names[:3], len(names)
-        (['bps-1', 'bps-2', 'bps-3'], 20)
+        (['bps-1', 'bps-2', 'bps-3'], 22)
         >>> list_presets()["rotnav-2x4"]
         'Rotated-controls navigation, 8 agents, 2 types (controls rotated by 0 / 180 deg)'
         >>> "navigation" in list_presets(vmas_scenarios=True)
