@@ -567,7 +567,8 @@ def test_five_moves_table():
 @pytest.mark.parametrize("name", ["bps-1", "rotnav-4x5"])
 def test_collision_free_world_steps_as_vmas_s_own_world(monkeypatch, name):
     """The same seeded rollout under VMAS's World and under the world that skips the pair pass."""
-    from torchrl_seps.scenarios import _base, blind_spread, rotated_navigation
+    from torchrl_seps import _compat
+    from torchrl_seps.scenarios import blind_spread, rotated_navigation
 
     def rollout():
         env = make_env(name, num_envs=3, seed=5)
@@ -581,14 +582,14 @@ def test_collision_free_world_steps_as_vmas_s_own_world(monkeypatch, name):
     assert type(scenario_of(make_env(name, num_envs=1)).world) is vmas.simulator.core.World
     for key in [("next", "agents", "observation"), ("next", "agents", "reward")]:
         torch.testing.assert_close(ours[key], theirs[key], rtol=0, atol=0)
-    assert issubclass(_base.CollisionFreeWorld, vmas.simulator.core.World)
+    assert issubclass(_compat.CollisionFreeWorld, vmas.simulator.core.World)
 
 
 def test_collision_free_world_still_collides_what_collides():
     """Two overlapping colliding spheres are pushed apart exactly as in VMAS's own World."""
     from vmas.simulator.core import Agent, Sphere, World
 
-    from torchrl_seps.scenarios._base import CollisionFreeWorld
+    from torchrl_seps._compat import CollisionFreeWorld
 
     def push(world_class):
         world = world_class(batch_dim=1, device="cpu")

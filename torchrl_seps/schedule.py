@@ -31,6 +31,7 @@ from torchrl.envs import EnvBase
 from torchrl.objectives import LossModule
 
 from torchrl_seps._checks import GroupsLike, check_instance, check_int, validate_groups
+from torchrl_seps._compat import delayed_loss_networks, rebind_loss_parameters
 from torchrl_seps.identification import (
     IdentificationResult,
     _check_env,
@@ -43,10 +44,6 @@ from torchrl_seps.modules.grouped_mlp import GroupedMultiAgentMLP, warm_start_so
 __all__ = ["SePSSchedule", "grouped_networks", "regroup"]
 
 logger = logging.getLogger(__name__)
-
-# The functional networks of TorchRL's actor-critic losses, whose parameters they hold.
-_LOSS_NETWORKS = ("actor_network", "critic_network", "value_network", "qvalue_network")
-
 
 def grouped_networks(modules: Sequence[nn.Module]) -> list[GroupedMultiAgentMLP]:
     """Every :class:`~torchrl_seps.GroupedMultiAgentMLP` inside ``modules``, each once.
@@ -128,13 +125,12 @@ def regroup(
     if optimizer is not None:
         _migrate_optimizer(optimizer, replaced)
     if loss is not None:
-        _rebind_loss(loss, networks)
+        rebind_loss_parameters(loss, networks)
 
 
 def _check_loss(loss: LossModule) -> None:
     check_instance("loss", loss, LossModule, "a torchrl LossModule")
-    children = dict(loss.named_children())
-    delayed = [name for name in _LOSS_NETWORKS if f"target_{name}_params" in children]
+    delayed = delayed_loss_networks(loss)
     if delayed:
         raise ValueError(
             f"loss holds separate target parameters for {delayed}; regroup supports losses "
@@ -160,18 +156,6 @@ def _migrate_optimizer(
 
 def _per_group(value, param: torch.Tensor) -> bool:
     return isinstance(value, torch.Tensor) and value.shape == param.shape
-
-
-def _rebind_loss(loss: LossModule, networks: list[GroupedMultiAgentMLP]) -> None:
-    """Converts again each network of ``loss`` that holds a regrouped module."""
-    for name in _LOSS_NETWORKS:
-        module = getattr(loss, name, None)
-        if getattr(loss, f"{name}_params", None) is None or module is None:
-            continue
-        if any(m is net for m in module.modules() for net in networks):
-            loss.convert_to_functional(module, name)
-    # TorchRL's losses clear their caches of detached parameters whenever they are moved.
-    loss.to(next(loss.parameters()).device)
 
 
 class SePSSchedule:

@@ -20,6 +20,7 @@ from vmas.simulator.scenario import BaseScenario
 from vmas.simulator.utils import Observer
 
 from torchrl_seps._checks import check_group_sizes
+from torchrl_seps._compat import CollisionFreeWorld
 
 __all__ = ["CollisionFreeWorld", "TypedScenario", "type_color", "DECOY_COLOR"]
 
@@ -61,26 +62,6 @@ def type_color(type_index: int, n_types: int) -> tuple[float, float, float]:
         return _PALETTE[type_index]
     r, g, b = colorsys.hsv_to_rgb(type_index / n_types, 0.75, 0.85)
     return (r, g, b)
-
-
-class CollisionFreeWorld(World):
-    """A VMAS :class:`~vmas.simulator.core.World` that skips the pairwise pass where nothing
-    collides.
-
-    Every physics step of VMAS's world visits every pair of entities in Python to collect
-    colliding pairs and joints, even when no entity collides: ``O(N^2)`` calls per step, which
-    took 0.86 s of a 1.1 s step at 1,000 agents of Blind-Particle Spread (64 envs, 2-core CPU).
-    Where no entity collides and no joint exists that pass applies no force, so this world
-    skips it; otherwise it runs VMAS's own. The results are the same as VMAS's world's, step for
-    step (``tests/test_scenarios.py``).
-
-    This overrides ``World._apply_vectorized_enviornment_force``, a private method of VMAS
-    (name and behaviour checked against vmas 1.5.2, which ``pyproject.toml`` pins below 1.6).
-    """
-
-    def _apply_vectorized_enviornment_force(self) -> None:
-        if self._joints or any(entity.collide for entity in self.entities):
-            super()._apply_vectorized_enviornment_force()
 
 
 class _StateWatcher(Observer):

@@ -20,6 +20,8 @@ from tensordict import TensorDict, TensorDictBase
 from torchrl.data import Bounded, Categorical, Composite, OneHot, Unbounded
 from torchrl.envs import EnvBase
 
+from torchrl_seps._compat import unchecked_tensordict
+
 __all__ = ["GridWorld", "is_int", "int_at_least", "check_options"]
 
 
@@ -212,8 +214,8 @@ class GridWorld(EnvBase):
         agents = {"observation": self._observation()}
         if reward is not None:
             agents["reward"] = reward
-        agents = TensorDict._new_unsafe(agents, batch_size=self._agents_batch, device=self.device)
-        return TensorDict._new_unsafe({"agents": agents, **done}, batch_size=self.batch_size, device=self.device)
+        agents = unchecked_tensordict(agents, self._agents_batch, self.device)
+        return unchecked_tensordict({"agents": agents, **done}, self.batch_size, self.device)
 
     def _observation(self) -> torch.Tensor:
         """Observations ``[E, n_agents, obs_dim]`` of the current state of every env."""
