@@ -502,7 +502,7 @@ def test_preset_matches_the_reference_for_fifty_steps(device):
     (dict(levels=[1, 2, 3], max_player_level=3), ValueError, "max_player_level must be None"),
     (dict(min_food_level=3, max_food_level=2), ValueError, "min_food_level must not exceed"),
     (dict(penalty=-1.0), ValueError, "penalty"),
-    (dict(force_coop=1), TypeError, "force_coop must be a bool"),
+    (dict(force_coop=1), TypeError, "force_coop must be True or False"),
     (dict(sight=0), ValueError, "sight"),
 ])
 def test_bad_settings_are_refused(settings, error, match):

@@ -568,7 +568,7 @@ def test_five_moves_table():
 def test_collision_free_world_steps_as_vmas_s_own_world(monkeypatch, name):
     """The same seeded rollout under VMAS's World and under the world that skips the pair pass."""
     from torchrl_seps import _compat
-    from torchrl_seps.scenarios import blind_spread, rotated_navigation
+    from torchrl_seps.scenarios import _base
 
     def rollout():
         env = make_env(name, num_envs=3, seed=5)
@@ -576,8 +576,8 @@ def test_collision_free_world_steps_as_vmas_s_own_world(monkeypatch, name):
         return env.rollout(20, break_when_any_done=False)
 
     ours = rollout()
-    for module in (blind_spread, rotated_navigation):
-        monkeypatch.setattr(module, "CollisionFreeWorld", vmas.simulator.core.World)
+    assert type(scenario_of(make_env(name, num_envs=1)).world) is _compat.CollisionFreeWorld
+    monkeypatch.setattr(_base, "CollisionFreeWorld", vmas.simulator.core.World)
     theirs = rollout()
     assert type(scenario_of(make_env(name, num_envs=1)).world) is vmas.simulator.core.World
     for key in [("next", "agents", "observation"), ("next", "agents", "reward")]:

@@ -1,8 +1,10 @@
-"""Argument checks of the package, at its public boundaries.
+"""Argument checks of the package, at its public boundaries: the one vocabulary of its modules,
+scenarios and envs.
 
-Each check raises ``TypeError`` for a value of the wrong type and ``ValueError`` for a value out
-of range, naming the argument, the value seen and what was expected; it returns the value
-normalised (a Python ``int``, ``float``, tuple or tensor).
+Each check takes the argument's name first, then the value (``check_int("epochs", epochs)``,
+``check_options(owner, kwargs, valid)``). It raises ``TypeError`` for a value of the wrong type
+and ``ValueError`` for a value out of range, naming the argument, the value seen and what was
+expected; it returns the value normalised (a Python ``int``, ``float``, tuple or tensor).
 """
 from __future__ import annotations
 
@@ -16,6 +18,16 @@ import torch
 from tensordict.utils import NestedKey
 
 GroupsLike = Sequence[int] | torch.Tensor
+
+
+def is_int(value: Any) -> bool:
+    """Whether ``value`` is an integer and not a bool.
+
+    Examples:
+        >>> is_int(3), is_int(True), is_int(3.0)
+        (True, False, False)
+    """
+    return not isinstance(value, bool) and isinstance(value, numbers.Integral)
 
 
 def check_int(
@@ -33,7 +45,7 @@ def check_int(
     """
     if optional and value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+    if not is_int(value):
         raise TypeError(
             f"{name} must be an int{' or None' if optional else ''}, got {value!r} of type "
             f"{type(value).__name__}."
@@ -41,6 +53,35 @@ def check_int(
     if minimum is not None and value < minimum:
         raise ValueError(f"{name} must be an int >= {minimum}, got {name}={value}.")
     return int(value)
+
+
+def check_ints(name: str, value: Any, length: int, *, minimum: int = 1) -> tuple[int, ...]:
+    """An int broadcast to ``length`` entries, or a sequence of exactly ``length`` ints, each
+    ``>= minimum``, as a tuple.
+
+    Examples:
+        >>> check_ints("levels", 2, 3), check_ints("levels", [1, 2, 3], 3)
+        ((2, 2, 2), (1, 2, 3))
+        >>> check_ints("levels", [1, 2], 3)
+        Traceback (most recent call last):
+        ...
+        ValueError: levels must have 3 entries, got 2: [1, 2]
+    """
+    if is_int(value):
+        value = [value] * length
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+        raise TypeError(
+            f"{name} must be an int or a sequence of {length} ints, "
+            f"got {type(value).__name__} {value!r}"
+        )
+    if len(value) != length:
+        raise ValueError(f"{name} must have {length} entries, got {len(value)}: {value!r}")
+    for v in value:
+        if not is_int(v):
+            raise TypeError(f"{name} must contain ints, got {v!r} in {value!r}")
+        if v < minimum:
+            raise ValueError(f"every entry of {name} must be >= {minimum}, got {value!r}")
+    return tuple(int(v) for v in value)
 
 
 def check_float(name: str, value: Any, *, positive: bool = False) -> float:
@@ -186,11 +227,11 @@ def validate_groups(groups: GroupsLike, n_agents: int) -> torch.Tensor:
     return ids
 
 
-def check_group_sizes(groups: Any, name: str = "groups") -> tuple[int, ...]:
+def check_group_sizes(name: str, groups: Any) -> tuple[int, ...]:
     """A non-empty sequence of group sizes (agents per type), each at least 1, as a tuple.
 
     Examples:
-        >>> check_group_sizes([5, 5, 5])
+        >>> check_group_sizes("groups", [5, 5, 5])
         (5, 5, 5)
     """
     if isinstance(groups, (str, bytes)) or not isinstance(groups, Sequence):
@@ -201,7 +242,7 @@ def check_group_sizes(groups: Any, name: str = "groups") -> tuple[int, ...]:
     if len(groups) == 0:
         raise ValueError(f"{name} must contain at least one group size, got {groups!r}")
     for size in groups:
-        if isinstance(size, bool) or not isinstance(size, numbers.Integral):
+        if not is_int(size):
             raise TypeError(
                 f"{name} must contain ints (agents per type), got {size!r} in {groups!r}"
             )
@@ -210,11 +251,28 @@ def check_group_sizes(groups: Any, name: str = "groups") -> tuple[int, ...]:
     return tuple(int(size) for size in groups)
 
 
-def check_unknown(kwargs: dict[str, Any], valid: Sequence[str], owner: str) -> None:
-    """Refuses keyword arguments that ``owner`` (a scenario, say) does not know."""
+def check_options(
+    owner: str, kwargs: dict[str, Any], valid: Sequence[str], *, required: Sequence[str] = ()
+) -> None:
+    """Refuses keyword arguments that ``owner`` (a scenario, say) does not know, and requires
+    those of ``required``.
+
+    Examples:
+        >>> check_options("Game", {"size": 3, "speed": 1}, ["size"])
+        Traceback (most recent call last):
+        ...
+        TypeError: Game got unexpected keyword argument(s) ['speed']; valid ones are ['size']
+        >>> check_options("Game", {}, ["size"], required=["size"])
+        Traceback (most recent call last):
+        ...
+        TypeError: Game needs size
+    """
     unknown = sorted(set(kwargs) - set(valid))
     if unknown:
         raise TypeError(
             f"{owner} got unexpected keyword argument(s) {unknown}; "
             f"valid ones are {sorted(valid)}"
         )
+    for name in required:
+        if name not in kwargs:
+            raise TypeError(f"{owner} needs {name}")

@@ -22,7 +22,7 @@ from vmas.simulator.utils import Observer
 from torchrl_seps._checks import check_group_sizes
 from torchrl_seps._compat import CollisionFreeWorld
 
-__all__ = ["CollisionFreeWorld", "TypedScenario", "type_color", "DECOY_COLOR"]
+__all__ = ["TypedScenario", "type_color", "DECOY_COLOR"]
 
 # Colour-blind friendly hues for the first types; more types get evenly spaced hues.
 _PALETTE: tuple[tuple[float, float, float], ...] = (
@@ -77,25 +77,52 @@ class _StateWatcher(Observer):
 class TypedScenario(BaseScenario):
     """A VMAS scenario whose agents have hidden types, computed for all agents at once.
 
-    Subclasses build the world in ``make_world`` (:meth:`set_types` first, then
-    :meth:`add_agents`, their landmarks, and :meth:`finish_world`), implement
+    ``make_world`` checks the scenario's keyword arguments (:meth:`validate_config`, which
+    :func:`~torchrl_seps.scenarios.make_env` also calls before building anything), records the
+    types (:meth:`set_types`) and builds a :class:`~torchrl_seps._compat.CollisionFreeWorld`.
+    Subclasses implement :meth:`validate_config`, fill the world in :meth:`build_world`
+    (:meth:`add_agents`, their landmarks, then :meth:`finish_world`), implement
     ``reset_world_at`` (e.g. with :meth:`spawn_uniform`) and :meth:`compute`, and get
     ``observation`` / ``reward`` for free.
     Agents must be added in type order and named ``agent_<i>`` so that TorchRL's
     :class:`~torchrl.envs.libs.vmas.VmasEnv` puts them in one group ``"agents"``.
 
     Attributes:
+        config (dict): the scenario's settings, complete (:meth:`validate_config`).
         groups (tuple[int, ...]): agents per type, in agent index order.
         agent_types (torch.Tensor): the hidden type of every agent, ``LongTensor [n_agents]``
             on the world's device. Never part of any observation.
     """
 
+    config: dict[str, Any]
     groups: tuple[int, ...]
     agent_types: torch.Tensor
 
+    @classmethod
+    def validate_config(cls, **kwargs: Any) -> dict[str, Any]:
+        """Checks the scenario's keyword arguments and returns them completed with defaults,
+        ``groups`` (agents per type) among them.
+
+        Raises ``TypeError`` / ``ValueError`` naming the argument, the value seen and what was
+        expected. Builds no tensor.
+        """
+        raise NotImplementedError
+
+    def make_world(self, batch_dim: int, device: torch.device, **kwargs: Any) -> World:
+        self.config = self.validate_config(**kwargs)
+        self.set_types(self.config["groups"], device)
+        world = CollisionFreeWorld(batch_dim, device)
+        self.build_world(world, device)
+        return world
+
+    def build_world(self, world: World, device: torch.device) -> None:
+        """Adds the agents and landmarks of :attr:`config` to ``world``, then
+        :meth:`finish_world`."""
+        raise NotImplementedError
+
     def set_types(self, groups: Sequence[int], device: torch.device | str) -> None:
         """Record the hidden types: agents ``0..groups[0]-1`` have type 0, and so on."""
-        self.groups = check_group_sizes(groups)
+        self.groups = check_group_sizes("groups", groups)
         self.agent_types = torch.repeat_interleave(
             torch.arange(len(self.groups)), torch.tensor(self.groups)
         ).to(device)

@@ -6,12 +6,12 @@
 in one group ``"agents"`` with ``("agents", "observation")``, ``("agents", "action")``
 (discrete, integer or one-hot) and ``("agents", "reward")``, root ``done`` / ``terminated`` /
 ``truncated``, a torch random generator, resets of some of the envs, and an ``rgb_array``
-canvas for :meth:`render`. A subclass draws new episodes in :meth:`GridWorld._spawn`,
-computes observations in :meth:`GridWorld._observation` and implements ``_step``.
+canvas for :meth:`render`. A subclass checks its settings in :meth:`GridWorld.validate_config`,
+draws new episodes in :meth:`GridWorld._spawn`, computes observations in
+:meth:`GridWorld._observation` and implements ``_step``.
 """
 from __future__ import annotations
 
-import numbers
 from collections.abc import Sequence
 from typing import Any
 
@@ -20,56 +20,10 @@ from tensordict import TensorDict, TensorDictBase
 from torchrl.data import Bounded, Categorical, Composite, OneHot, Unbounded
 from torchrl.envs import EnvBase
 
+from torchrl_seps._checks import check_bool, check_int, is_int
 from torchrl_seps._compat import unchecked_tensordict
 
-__all__ = ["GridWorld", "is_int", "int_at_least", "check_options"]
-
-
-def is_int(value: Any) -> bool:
-    """Whether ``value`` is an integer and not a bool.
-
-    Examples:
-        >>> is_int(3), is_int(True), is_int(3.0)
-        (True, False, False)
-    """
-    return not isinstance(value, bool) and isinstance(value, numbers.Integral)
-
-
-def int_at_least(value: Any, name: str, low: int) -> int:
-    """``value`` as an int, after checking that it is one and ``>= low``.
-
-    Examples:
-        >>> int_at_least(4, "players", 1)
-        4
-        >>> int_at_least(0, "players", 1)
-        Traceback (most recent call last):
-        ...
-        ValueError: players must be >= 1, got 0
-    """
-    if not is_int(value):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
-    if value < low:
-        raise ValueError(f"{name} must be >= {low}, got {value!r}")
-    return int(value)
-
-
-def check_options(owner: str, kwargs: dict, options: Sequence[str], required: Sequence[str]) -> None:
-    """Raise ``TypeError`` for a setting of ``kwargs`` not in ``options`` or a ``required`` one missing.
-
-    Examples:
-        >>> check_options("Game", {"size": 3, "speed": 1}, ["size"], ["size"])
-        Traceback (most recent call last):
-        ...
-        TypeError: Game got unexpected keyword argument(s) ['speed']; valid ones are ['size']
-    """
-    unknown = sorted(set(kwargs) - set(options))
-    if unknown:
-        raise TypeError(
-            f"{owner} got unexpected keyword argument(s) {unknown}; valid ones are {sorted(options)}"
-        )
-    for name in required:
-        if name not in kwargs:
-            raise TypeError(f"{owner} needs {name}")
+__all__ = ["GridWorld"]
 
 
 class GridWorld(EnvBase):
@@ -99,9 +53,8 @@ class GridWorld(EnvBase):
         categorical_actions: bool,
         device: str | torch.device,
     ) -> None:
-        num_envs = int_at_least(num_envs, "num_envs", 1)
-        if not isinstance(categorical_actions, bool):
-            raise TypeError(f"categorical_actions must be a bool, got {categorical_actions!r}")
+        num_envs = check_int("num_envs", num_envs)
+        check_bool("categorical_actions", categorical_actions)
         super().__init__(batch_size=torch.Size([num_envs]), device=device)
         self.num_envs = num_envs
         self.n_agents = n_agents
@@ -109,6 +62,18 @@ class GridWorld(EnvBase):
         self.categorical_actions = categorical_actions
         self._agents_batch = torch.Size([num_envs, n_agents])
         self._rng: torch.Generator | None = None
+
+    @classmethod
+    def validate_config(cls, **kwargs: Any) -> dict[str, Any]:
+        """Checks the world's settings (the constructor's arguments less ``num_envs``,
+        ``categorical_actions``, ``device`` and ``seed``) and returns them complete, normalised
+        and with defaults; :func:`~torchrl_seps.scenarios.make_env` calls it before building
+        anything.
+
+        Raises ``TypeError`` for an unknown or wrongly typed setting and ``ValueError`` for an
+        invalid value, naming the setting and the value seen.
+        """
+        raise NotImplementedError
 
     def _make_specs(self, low: Sequence[float], high: Sequence[float]) -> None:
         """Observation (bounded per entry by ``low`` / ``high``), action, reward and done specs."""

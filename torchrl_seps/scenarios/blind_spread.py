@@ -9,20 +9,14 @@ observations, which is what parameter sharing across colours cannot provide.
 """
 from __future__ import annotations
 
-import numbers
 from collections.abc import Sequence
 from typing import Any
 
 import torch
 from vmas.simulator.core import Landmark, Sphere, World
 
-from torchrl_seps._checks import check_bool, check_float, check_group_sizes, check_int, check_unknown
-from torchrl_seps.scenarios._base import (
-    DECOY_COLOR,
-    CollisionFreeWorld,
-    TypedScenario,
-    type_color,
-)
+from torchrl_seps._checks import check_bool, check_float, check_group_sizes, check_int, check_options, is_int
+from torchrl_seps.scenarios._base import DECOY_COLOR, TypedScenario, type_color
 
 __all__ = ["BlindParticleSpread"]
 
@@ -53,7 +47,7 @@ def _check_permutations(
                 f"obs_permutations[{colour}] must have length {obs_dim} (the observation "
                 f"size), got length {len(perm)}"
             )
-        if any(isinstance(i, bool) or not isinstance(i, numbers.Integral) for i in perm):
+        if not all(map(is_int, perm)):
             raise TypeError(f"obs_permutations[{colour}] must contain ints, got {perm!r}")
         if sorted(int(i) for i in perm) != list(range(obs_dim)):
             raise ValueError(
@@ -164,8 +158,8 @@ class BlindParticleSpread(TypedScenario):
             ...
             ValueError: every entry of groups must be >= 1, got [2, 0]
         """
-        check_unknown(kwargs, cls._KWARGS, cls.__name__)
-        groups = check_group_sizes(kwargs.get("groups", (5, 5, 5)))
+        check_options(cls.__name__, kwargs, cls._KWARGS)
+        groups = check_group_sizes("groups", kwargs.get("groups", (5, 5, 5)))
         n_landmarks = kwargs.get("n_landmarks")
         if n_landmarks is None:
             n_landmarks = len(groups)
@@ -197,10 +191,8 @@ class BlindParticleSpread(TypedScenario):
             ),
         }
 
-    def make_world(self, batch_dim: int, device: torch.device, **kwargs: Any) -> World:
-        config = self.validate_config(**kwargs)
-        self.config = config
-        self.set_types(config["groups"], device)
+    def build_world(self, world: World, device: torch.device) -> None:
+        config = self.config
         self.agent_spawn = config["agent_spawn"]
         self.landmark_spawn = config["landmark_spawn"]
         self.obs_permutations = config["obs_permutations"]
@@ -214,7 +206,6 @@ class BlindParticleSpread(TypedScenario):
             perms = torch.tensor(self.obs_permutations, dtype=torch.long)
             self._obs_index = perms[self.agent_types.cpu()].to(device)
 
-        world = CollisionFreeWorld(batch_dim, device)
         self.add_agents(world, self.AGENT_RADIUS, u_multiplier=self.ACTION_MULTIPLIER)
         for j in range(n_landmarks):
             world.add_landmark(
@@ -227,7 +218,6 @@ class BlindParticleSpread(TypedScenario):
                 )
             )
         self.finish_world(world, view_half_width=self.landmark_spawn + 2 * self.AGENT_RADIUS)
-        return world
 
     def reset_world_at(self, env_index: int | None = None) -> None:
         self.spawn_uniform(self.world.agents, self.agent_spawn, env_index)

@@ -40,7 +40,6 @@ with an agent; ``levels=`` does (the paper's variant), and without it the levels
 """
 from __future__ import annotations
 
-import numbers
 from collections.abc import Sequence
 from typing import Any
 
@@ -48,8 +47,10 @@ import numpy as np
 import torch
 from tensordict import TensorDict, TensorDictBase
 
+from torchrl_seps._checks import check_bool, check_float, check_int, check_ints, check_options, is_int
+from torchrl_seps.clustering import canonical_labels
 from torchrl_seps.scenarios._base import type_color
-from torchrl_seps.scenarios._grid import GridWorld, check_options, int_at_least, is_int
+from torchrl_seps.scenarios._grid import GridWorld
 
 __all__ = ["LevelBasedForaging", "NONE", "NORTH", "SOUTH", "WEST", "EAST", "LOAD"]
 
@@ -64,37 +65,12 @@ _OPTIONS = (
 )
 
 
-def _int_list(value: Any, name: str, length: int, low: int) -> tuple[int, ...]:
-    """A scalar broadcast to ``length`` entries, or a sequence of exactly ``length`` ints."""
-    if is_int(value):
-        value = [value] * length
-    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
-        raise TypeError(
-            f"{name} must be an int or a sequence of {length} ints, "
-            f"got {type(value).__name__} {value!r}"
-        )
-    if len(value) != length:
-        raise ValueError(f"{name} must have {length} entries, got {len(value)}: {value!r}")
-    for v in value:
-        if not is_int(v):
-            raise TypeError(f"{name} must contain ints, got {v!r} in {value!r}")
-        if v < low:
-            raise ValueError(f"every entry of {name} must be >= {low}, got {value!r}")
-    return tuple(int(v) for v in value)
-
-
 def _same(values: torch.Tensor) -> torch.Tensor:
     """``out[i, j, e] = values[e, i] == values[e, j]`` for ``values`` ``[E, N]``: pairwise
     comparisons with the batch innermost, which vectorises (several times faster on a CPU
     than comparing ``[E, N, 1]`` with ``[E, 1, N]``)."""
     v = values.t().contiguous()
     return v[:, None] == v[None]
-
-
-def _canonical(values: Sequence[int]) -> list[int]:
-    """Relabel values by order of first appearance: (2, 3, 2, 1) -> [0, 1, 0, 2]."""
-    seen: dict[int, int] = {}
-    return [seen.setdefault(v, len(seen)) for v in values]
 
 
 class LevelBasedForaging(GridWorld):
@@ -200,7 +176,7 @@ class LevelBasedForaging(GridWorld):
         n, dev = self.n_agents, self.device
         if self.fixed_levels is not None:
             low = high = self.fixed_levels
-            self.agent_types: torch.Tensor | None = torch.tensor(_canonical(self.fixed_levels))
+            self.agent_types: torch.Tensor | None = torch.as_tensor(canonical_labels(self.fixed_levels))
         else:
             low, high = config["min_player_level"], config["max_player_level"]
             self.agent_types = None
@@ -266,12 +242,10 @@ class LevelBasedForaging(GridWorld):
 
     # ------------------------------------------------------------------------ configuration
 
-    @staticmethod
-    def validate_config(**kwargs: Any) -> dict[str, Any]:
-        """Check the game's settings and return them complete, normalised and with defaults.
-
-        Raises ``TypeError`` for an unknown or wrongly typed setting and ``ValueError`` for
-        an invalid value, naming the setting and the value seen.
+    @classmethod
+    def validate_config(cls, **kwargs: Any) -> dict[str, Any]:
+        """The game's settings, checked (:meth:`GridWorld.validate_config`), complete, normalised
+        and with defaults.
 
         Examples:
             >>> cfg = LevelBasedForaging.validate_config(players=3, field_size=8, max_num_food=2)
@@ -283,8 +257,8 @@ class LevelBasedForaging(GridWorld):
             ...
             ValueError: levels must have 3 entries, got 2: [1, 2]
         """
-        check_options("LevelBasedForaging", kwargs, _OPTIONS, ("players", "field_size", "max_num_food"))
-        players = int_at_least(kwargs["players"], "players", 1)
+        check_options(cls.__name__, kwargs, _OPTIONS, required=("players", "field_size", "max_num_food"))
+        players = check_int("players", kwargs["players"])
         size = kwargs["field_size"]
         if is_int(size):
             size = (size, size)
@@ -293,11 +267,11 @@ class LevelBasedForaging(GridWorld):
         if min(size) < 3:
             raise ValueError(f"field_size must be at least 3 x 3, got {tuple(size)}")
         rows, cols = int(size[0]), int(size[1])
-        foods = int_at_least(kwargs["max_num_food"], "max_num_food", 1)
+        foods = check_int("max_num_food", kwargs["max_num_food"])
         if foods > rows * cols:
             raise ValueError(f"max_num_food must fit on the {rows} x {cols} grid, got {foods}")
         sight = kwargs.get("sight")
-        sight = max(rows, cols) if sight is None else int_at_least(sight, "sight", 1)
+        sight = max(rows, cols) if sight is None else check_int("sight", sight)
         if players > rows * cols:
             raise ValueError(f"players must fit on the {rows} x {cols} grid, got {players}")
         if players == rows * cols:
@@ -313,45 +287,39 @@ class LevelBasedForaging(GridWorld):
                     "levels fixes every agent's level; min_player_level and "
                     f"max_player_level must be None with it, got {low!r} and {high!r}"
                 )
-            levels = _int_list(levels, "levels", players, 1)
+            levels = check_ints("levels", levels, players)
             low = high = levels
         else:
-            low = _int_list(1 if low is None else low, "min_player_level", players, 1)
-            high = _int_list(2 if high is None else high, "max_player_level", players, 1)
+            low = check_ints("min_player_level", 1 if low is None else low, players)
+            high = check_ints("max_player_level", 2 if high is None else high, players)
             bad = [i for i in range(players) if low[i] > high[i]]
             if bad:
                 raise ValueError(
                     f"min_player_level must not exceed max_player_level, got {low!r} and "
                     f"{high!r} (agent {bad[0]})"
                 )
-        min_food = _int_list(kwargs.get("min_food_level", 1), "min_food_level", foods, 1)
+        min_food = check_ints("min_food_level", kwargs.get("min_food_level", 1), foods)
         max_food = kwargs.get("max_food_level")
         if max_food is not None:
-            max_food = _int_list(max_food, "max_food_level", foods, 1)
+            max_food = check_ints("max_food_level", max_food, foods)
             if any(a > b for a, b in zip(min_food, max_food)):
                 raise ValueError(
                     f"min_food_level must not exceed max_food_level, got {min_food!r} and "
                     f"{max_food!r}"
                 )
-        flags = {}
-        for name, default in (("force_coop", False), ("normalize_reward", True),
-                              ("observe_agent_levels", True)):
-            value = kwargs.get(name, default)
-            if not isinstance(value, bool):
-                raise TypeError(f"{name} must be a bool, got {value!r}")
-            flags[name] = value
-        penalty = kwargs.get("penalty", 0.0)
-        if isinstance(penalty, bool) or not isinstance(penalty, numbers.Real):
-            raise TypeError(f"penalty must be a number, got {type(penalty).__name__} {penalty!r}")
-        if not 0 <= float(penalty) < float("inf"):
-            raise ValueError(f"penalty must be finite and >= 0, got {penalty!r}")
+        flags = {
+            name: check_bool(name, kwargs.get(name, default))
+            for name, default in (("force_coop", False), ("normalize_reward", True),
+                                  ("observe_agent_levels", True))
+        }
+        penalty = check_float("penalty", kwargs.get("penalty", 0.0))
         return {
             "players": players, "field_size": (rows, cols), "max_num_food": foods,
             "sight": sight, "levels": levels if levels is None else tuple(levels),
             "min_player_level": None if levels is not None else low,
             "max_player_level": None if levels is not None else high,
             "min_food_level": min_food,
-            "max_food_level": max_food, **flags, "penalty": float(penalty),
+            "max_food_level": max_food, **flags, "penalty": penalty,
         }
 
     # ------------------------------------------------------------------------ state

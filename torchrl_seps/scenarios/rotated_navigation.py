@@ -26,12 +26,8 @@ from typing import Any
 import torch
 from vmas.simulator.core import Agent, Landmark, Sphere, World
 
-from torchrl_seps._checks import check_float, check_group_sizes, check_unknown
-from torchrl_seps.scenarios._base import (
-    DECOY_COLOR,
-    CollisionFreeWorld,
-    TypedScenario,
-)
+from torchrl_seps._checks import check_float, check_group_sizes, check_options
+from torchrl_seps.scenarios._base import DECOY_COLOR, TypedScenario
 
 __all__ = ["RotatedNavigation"]
 
@@ -103,8 +99,8 @@ class RotatedNavigation(TypedScenario):
             ...
             ValueError: angles must have one angle per type (2), got 1: (0.0,)
         """
-        check_unknown(kwargs, cls._KWARGS, cls.__name__)
-        groups = check_group_sizes(kwargs.get("groups", (4, 4)))
+        check_options(cls.__name__, kwargs, cls._KWARGS)
+        groups = check_group_sizes("groups", kwargs.get("groups", (4, 4)))
         angles = kwargs.get("angles")
         if angles is None:
             angles = tuple(360.0 * k / len(groups) for k in range(len(groups)))
@@ -128,10 +124,8 @@ class RotatedNavigation(TypedScenario):
             "goal_spawn": check_float("goal_spawn", kwargs.get("goal_spawn", 2.0), positive=True),
         }
 
-    def make_world(self, batch_dim: int, device: torch.device, **kwargs: Any) -> World:
-        config = self.validate_config(**kwargs)
-        self.config = config
-        self.set_types(config["groups"], device)
+    def build_world(self, world: World, device: torch.device) -> None:
+        config = self.config
         self.angles = config["angles"]
         self.agent_spawn = config["agent_spawn"]
         self.goal_spawn = config["goal_spawn"]
@@ -145,7 +139,6 @@ class RotatedNavigation(TypedScenario):
         self._rotations_t = rotations.transpose(-1, -2).to(torch.float32).to(device)
         self._identity_type = [a % 360.0 == 0.0 for a in self.angles]
 
-        world = CollisionFreeWorld(batch_dim, device)
         self.add_agents(
             world,
             self.AGENT_RADIUS,
@@ -163,7 +156,6 @@ class RotatedNavigation(TypedScenario):
         )
         self._agent_type_list = self.agent_types.tolist()
         self.finish_world(world, view_half_width=self.goal_spawn + 2 * self.AGENT_RADIUS)
-        return world
 
     def reset_world_at(self, env_index: int | None = None) -> None:
         self.spawn_uniform(self.world.agents, self.agent_spawn, env_index)

@@ -57,8 +57,9 @@ import numpy as np
 import torch
 from tensordict import TensorDict, TensorDictBase
 
+from torchrl_seps._checks import check_int, check_options
 from torchrl_seps.scenarios._base import type_color
-from torchrl_seps.scenarios._grid import GridWorld, check_options, int_at_least
+from torchrl_seps.scenarios._grid import GridWorld
 
 __all__ = ["ColouredWarehouse", "NOOP", "FORWARD", "LEFT", "RIGHT", "TOGGLE_LOAD"]
 
@@ -208,12 +209,10 @@ class ColouredWarehouse(GridWorld):
 
     # ------------------------------------------------------------------------ configuration
 
-    @staticmethod
-    def validate_config(**kwargs: Any) -> dict[str, Any]:
-        """Check the warehouse's settings and return them complete, with defaults.
-
-        Raises ``TypeError`` for an unknown or wrongly typed setting and ``ValueError`` for
-        an invalid value, naming the setting and the value seen.
+    @classmethod
+    def validate_config(cls, **kwargs: Any) -> dict[str, Any]:
+        """The warehouse's settings, checked (:meth:`GridWorld.validate_config`), complete and with
+        defaults.
 
         Examples:
             >>> cfg = ColouredWarehouse.validate_config(n_agents=4, shelf_rows=1, shelf_columns=3)
@@ -224,23 +223,23 @@ class ColouredWarehouse(GridWorld):
             ...
             ValueError: shelf_columns must be odd, got 2
         """
-        check_options("ColouredWarehouse", kwargs, _OPTIONS, ("n_agents", "shelf_rows", "shelf_columns"))
-        out = {name: int_at_least(kwargs[name], name, 1) for name in ("n_agents", "shelf_rows", "shelf_columns")}
+        check_options(cls.__name__, kwargs, _OPTIONS, required=("n_agents", "shelf_rows", "shelf_columns"))
+        out = {name: check_int(name, kwargs[name]) for name in ("n_agents", "shelf_rows", "shelf_columns")}
         if out["shelf_columns"] % 2 == 0:
             raise ValueError(f"shelf_columns must be odd, got {out['shelf_columns']}")
-        out["column_height"] = int_at_least(kwargs.get("column_height", 8), "column_height", 1)
-        out["n_colours"] = int_at_least(kwargs.get("n_colours", 2), "n_colours", 1)
+        out["column_height"] = check_int("column_height", kwargs.get("column_height", 8))
+        out["n_colours"] = check_int("n_colours", kwargs.get("n_colours", 2))
         if out["n_colours"] > out["n_agents"]:
             raise ValueError(
                 f"n_colours must not exceed n_agents ({out['n_agents']}), got {out['n_colours']}"
             )
-        out["sensor_range"] = int_at_least(kwargs.get("sensor_range", 1), "sensor_range", 1)
+        out["sensor_range"] = check_int("sensor_range", kwargs.get("sensor_range", 1))
         highway, _ = _layout(out["shelf_rows"], out["shelf_columns"], out["column_height"])
         cells, shelves = highway.numel(), int((~highway).sum())
         if out["n_agents"] > cells:
             raise ValueError(f"n_agents must fit on the {cells} cells of the warehouse, got {out['n_agents']}")
         queue = kwargs.get("request_queue_size")
-        queue = out["n_agents"] if queue is None else int_at_least(queue, "request_queue_size", 1)
+        queue = out["n_agents"] if queue is None else check_int("request_queue_size", queue)
         if queue >= shelves:
             raise ValueError(f"request_queue_size must be below the {shelves} shelves, got {queue}")
         out["request_queue_size"] = queue
