@@ -106,10 +106,12 @@ class GroupedMultiAgentMLP(nn.Module):
     with a leading dimension of size ``n_groups``, as ``MultiAgentMLP`` stores unshared ones.
 
     The cost of a forward and backward pass is about that of one shared MLP on the same input:
-    each group's network runs once, on its own agents only (a contiguous slice of the agent
-    dimension when its agents are adjacent). With one agent per group the networks run as one
-    batched call under :func:`torch.vmap`, as in ``MultiAgentMLP``. The forward pass never reads
-    the ``groups`` buffer, so it is safe under the ``torch.vmap`` calls of TorchRL's losses.
+    each group's network runs once, on its own agents only. On small inputs the groups run
+    together, one batched matrix product per layer over blocks of agents of one group each; on
+    large ones, one matrix product per group on its agents (a contiguous slice of the agent
+    dimension when its agents are adjacent). A centralised network runs every group on all
+    agents' inputs under :func:`torch.vmap`. The forward pass never reads the ``groups`` buffer,
+    so it is safe under the ``torch.vmap`` calls of TorchRL's losses.
 
     Args:
         n_agent_inputs (int): number of inputs of each agent.
