@@ -12,9 +12,13 @@ from typed_env import DIRECTIONS, SignedEffectEnv, TypedAgentsEnv
 
 from benchmarks.identification import vmas_navigation
 from torchrl_seps.clustering import AgentClustering, adjusted_rand_index
+from torchrl_seps import identification
 from torchrl_seps.identification import (
+    GroupKeys,
+    IdentificationOptions,
     collect_transitions,
     fit_identity,
+    identify_from_transitions,
     identify_groups,
     identity_model,
 )
@@ -299,6 +303,38 @@ def test_identify_groups_is_deterministic_for_a_seed_and_keeps_the_global_rng():
     torch.testing.assert_close(first.embeddings, second.embeddings)
     assert first.groups.tolist() == second.groups.tolist()
     assert first.loss_curve == second.loss_curve
+
+
+def test_an_options_object_and_keywords_are_the_same_settings():
+    options = IdentificationOptions(seed=5, **FAST)
+    by_object = identify_groups(reward_typed(), options)
+    by_keywords = identify_groups(reward_typed(), seed=5, **FAST)
+    overridden = identify_groups(reward_typed(), IdentificationOptions(seed=1, epochs=1), seed=5, **FAST)
+    for result in (by_keywords, overridden):
+        torch.testing.assert_close(result.embeddings, by_object.embeddings, rtol=0, atol=0)
+        assert result.loss_curve == by_object.loss_curve
+    data = collect_transitions(reward_typed(), 512)
+    torch.manual_seed(0)
+    from_object = identify_from_transitions(identity_model(reward_typed(), options), data, options)
+    torch.manual_seed(0)
+    from_keywords = identify_from_transitions(identity_model(reward_typed()), data, seed=5, **FAST)
+    torch.testing.assert_close(from_object.embeddings, from_keywords.embeddings, rtol=0, atol=0)
+    with pytest.raises(TypeError, match=r"identify_groups got unexpected keyword argument\(s\) \['frame'\]"):
+        identify_groups(reward_typed(), frame=512)
+
+
+def test_the_env_is_checked_once_per_identification(monkeypatch):
+    checks = []
+    real = GroupKeys.of.__func__
+
+    def counted(cls, env, group=None):
+        checks.append(env)
+        return real(cls, env, group)
+
+    monkeypatch.setattr(identification.GroupKeys, "of", classmethod(counted))
+    env = reward_typed()
+    identify_groups(env, seed=0, **FAST)
+    assert checks == [env]
 
 
 def test_identify_groups_uses_the_given_clustering_without_changing_it():

@@ -12,6 +12,7 @@ from torchrl.collectors import Collector
 from tests.threads import one_thread  # noqa: F401
 from torchrl_seps.policies import make_actor, make_critic
 from torchrl_seps.scenarios import make_env
+from torchrl_seps.identification import IdentificationOptions
 from torchrl_seps.schedule import SePSSchedule, grouped_networks, regroup
 from torchrl_seps.training import Config, make_loss, make_minibatch_buffer, update
 
@@ -130,7 +131,7 @@ def test_regroup_inside_a_running_collector_loop():
     env, actor, critic, loss, optim, _, _ = training([0] * 8, algorithm="ppo")
     cfg = config(algorithm="ppo")
     buffer = make_minibatch_buffer(cfg, torch.device("cpu"))
-    schedule = SePSSchedule(env, id_frames=80, regroup_every=120, seed=0, n_groups=2,
+    schedule = SePSSchedule(env, frames=80, regroup_every=120, seed=0, n_groups=2,
                             epochs=2, batch_size=32)
     collector = Collector(env, actor, frames_per_batch=40, total_frames=360,
                           auto_register_policy_transforms=False)
@@ -154,7 +155,7 @@ def test_regroup_inside_a_running_collector_loop():
 def test_schedule_keeps_the_last_id_frames_and_regroups_only_on_a_new_partition(monkeypatch):
     env = make_env("rotnav-2x4", 4, seed=0)
     actor = make_actor(env, [1, 1, 1, 1, 0, 0, 0, 0], depth=1, num_cells=8)
-    schedule = SePSSchedule(env, id_frames=100, regroup_every=40, warm_up=False)
+    schedule = SePSSchedule(env, frames=100, regroup_every=40, warm_up=False)
     # identification stand-in: the same partition relabelled, then a new one
     alternate = [0, 1, 0, 1, 0, 1, 0, 1]
     found = iter([TYPES, alternate, [1, 0, 1, 0, 1, 0, 1, 0], alternate])
@@ -180,13 +181,23 @@ def test_schedule_keeps_the_last_id_frames_and_regroups_only_on_a_new_partition(
     assert net.groups.tolist() == schedule.groups == alternate
 
 
+def test_the_trainer_and_the_schedule_share_one_options_object():
+    cfg = config(id_frames=320, id_epochs=2, n_groups=3)
+    options = cfg.identification(seed=5)
+    assert options == IdentificationOptions(frames=320, epochs=2, n_groups=3, seed=5)
+    assert config().identification(seed=0).epochs == IdentificationOptions().epochs
+    schedule = SePSSchedule(make_env("rotnav-2x4", 2, seed=0), options)
+    assert schedule.options is options and schedule.next_identification == 320
+    assert [schedule.options.seeded(i).seed for i in range(3)] == [5, 6, 7]
+
+
 def test_bad_schedule_arguments():
     env = make_env("rotnav-2x4", 2, seed=0)
     with pytest.raises(ValueError, match="warm_up=False needs regroup_every"):
         SePSSchedule(env, warm_up=False)
     with pytest.raises(ValueError, match="regroup_every must be an int >= 1"):
         SePSSchedule(env, regroup_every=0)
-    schedule = SePSSchedule(env, id_frames=10)
+    schedule = SePSSchedule(env, frames=10)
     actor = make_actor(env, [0] * 8, depth=1, num_cells=8)
     with pytest.raises(ValueError, match="batch lacks"):
         schedule.observe(TensorDict({}, batch_size=[2]), [actor])

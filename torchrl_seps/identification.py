@@ -2,8 +2,9 @@
 
 :func:`identify_groups` runs the whole SePS pre-training stage on any TorchRL multi-agent
 environment and returns an :class:`IdentificationResult`. The stages are also available one by
-one: :func:`collect_transitions`, :func:`fit_identity` and
-:class:`~torchrl_seps.clustering.AgentClustering`.
+one: :func:`collect_transitions`, :func:`identity_model`, :func:`fit_identity` and
+:class:`~torchrl_seps.clustering.AgentClustering`. Their settings and defaults are those of one
+:class:`IdentificationOptions`; the entries they read, those of one :class:`GroupKeys`.
 """
 from __future__ import annotations
 
@@ -13,8 +14,9 @@ import logging
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -25,7 +27,14 @@ from torchrl.collectors import Collector
 from torchrl.data import Binary, Categorical, MultiCategorical, MultiOneHot, OneHot
 from torchrl.envs import EnvBase
 
-from torchrl_seps._checks import check_float, check_fraction, check_instance, check_int
+from torchrl_seps._checks import (
+    check_bool,
+    check_float,
+    check_fraction,
+    check_instance,
+    check_int,
+    check_options,
+)
 from torchrl_seps.clustering import AgentClustering, PartitionTree
 from torchrl_seps.model_selection import (
     TRAJECTORY_KEY,
@@ -41,6 +50,8 @@ from torchrl_seps.plotting import plot_embeddings
 
 __all__ = [
     "FitHistory",
+    "GroupKeys",
+    "IdentificationOptions",
     "IdentificationResult",
     "collect_transitions",
     "fit_identity",
@@ -57,54 +68,192 @@ _STEPS_PER_BATCH = 50
 VALIDATION_FRACTION = 0.15
 
 
-def _group_keys(group: str) -> dict[str, tuple[str, str]]:
-    return {leaf: (group, leaf) for leaf in ("observation", "action", "reward")}
+@dataclass(frozen=True)
+class IdentificationOptions:
+    """The settings of an identification, with their defaults, checked when built.
+
+    One object serves every caller: :func:`identify_groups`, :func:`identify_from_transitions`,
+    :func:`identity_model`, :func:`fit_identity` and
+    :class:`~torchrl_seps.schedule.SePSSchedule` take it as ``options`` and, as plain keyword
+    arguments, any of its fields to replace (``identify_groups(env, frames=25_600, seed=0)``).
+    Each reads the fields of its stages.
+
+    Attributes:
+        frames (int): frames (environment steps times batched envs) to collect, or for
+            :class:`~torchrl_seps.schedule.SePSSchedule` the frames of the recent batches each
+            identification fits on. Defaults to ``12_800`` (e.g. 64 VMAS envs for 200 steps).
+        n_groups (int, optional): the number of groups; ``None`` chooses it on held-out data.
+        latent_dim (int): identity latent size. Defaults to ``5``.
+        targets (sequence of str): what the decoder reconstructs. Defaults to
+            ``("next_observation", "reward")``.
+        kl_weight (float): KL weight. Defaults to ``1e-4``.
+        epochs (int): passes over the data, at most. Defaults to ``16``.
+        batch_size (int): frames per update. Defaults to ``256``.
+        lr (float): Adam learning rate. Defaults to ``1e-2``.
+        agents_per_frame (int, optional): agents of every frame an update fits on, drawn at
+            random in larger teams (:func:`fit_identity`); ``None`` takes every agent.
+            Defaults to ``64``.
+        heldout_fraction (float): share of the trajectories held out to choose K. Defaults to
+            ``0.25``.
+        alpha (float): level of the held-out test: the chance, for a K as good as one identity
+            per agent (K = N), of being judged worse. Defaults to ``0.01``: a spurious split
+            costs sample efficiency on every task where sharing is right, so sharing needs
+            strong evidence against it.
+        clustering (AgentClustering, optional): the k-means settings (``n_init``) used when
+            ``n_groups`` is given; its ``n_groups`` is overridden by ``n_groups`` and its
+            ``random_state`` by ``seed``. Defaults to ``AgentClustering()``.
+        seed (int, optional): seeds the env, the random policy, the model, the held-out split,
+            k-means and the bootstrap; ``None`` leaves them unseeded.
+        progress (bool): show progress bars (tqdm) for collection and fitting. Defaults to
+            ``False``.
+
+    Examples:
+        >>> options = IdentificationOptions(epochs=4, seed=0)
+        >>> options.frames, options.epochs
+        (12800, 4)
+        >>> IdentificationOptions(alpha=1.0)
+        Traceback (most recent call last):
+        ...
+        ValueError: alpha must be a float in (0, 1), got alpha=1.0.
+    """
+
+    frames: int = 12_800
+    n_groups: int | None = None
+    latent_dim: int = 5
+    targets: Sequence[str] = TARGETS
+    kl_weight: float = 1e-4
+    epochs: int = 16
+    batch_size: int = 256
+    lr: float = 1e-2
+    agents_per_frame: int | None = 64
+    heldout_fraction: float = 0.25
+    alpha: float = 0.01
+    clustering: AgentClustering | None = None
+    seed: int | None = None
+    progress: bool = False
+
+    def __post_init__(self) -> None:
+        check_int("frames", self.frames)
+        check_int("n_groups", self.n_groups, minimum=None, optional=True)  # its range: by N
+        check_int("latent_dim", self.latent_dim)
+        check_int("epochs", self.epochs)
+        check_int("batch_size", self.batch_size)
+        check_float("lr", self.lr, positive=True)
+        check_int("agents_per_frame", self.agents_per_frame, optional=True)
+        check_fraction("heldout_fraction", self.heldout_fraction)
+        check_fraction("alpha", self.alpha)
+        if self.clustering is not None:
+            check_instance("clustering", self.clustering, AgentClustering, "an AgentClustering")
+        check_int("seed", self.seed, minimum=None, optional=True)
+        check_bool("progress", self.progress)
+
+    @classmethod
+    def resolve(
+        cls, options: IdentificationOptions | None, settings: dict[str, Any], owner: str
+    ) -> IdentificationOptions:
+        """``options`` (the defaults when ``None``) with ``settings`` replacing its fields,
+        checked; ``owner`` names the caller in the error for a setting that is not a field.
+
+        Examples:
+            >>> IdentificationOptions.resolve(IdentificationOptions(seed=0), {"frames": 256}, "f")
+            IdentificationOptions(frames=256, ..., seed=0, progress=False)
+            >>> IdentificationOptions.resolve(None, {"frame": 256}, "identify_groups")
+            Traceback (most recent call last):
+            ...
+            TypeError: identify_groups got unexpected keyword argument(s) ['frame']; valid ones are [...]
+        """
+        if options is None:
+            options = cls()
+        check_instance("options", options, cls, "an IdentificationOptions")
+        if not settings:
+            return options
+        check_options(owner, settings, [spec.name for spec in fields(cls)])
+        return replace(options, **settings)
+
+    def seeded(self, offset: int) -> IdentificationOptions:
+        """A copy whose seed is ``seed + offset`` (unseeded stays unseeded)."""
+        return self if self.seed is None else replace(self, seed=self.seed + offset)
 
 
-def _agent_groups(env: EnvBase) -> list[str]:
+@dataclass(frozen=True)
+class GroupKeys:
+    """The entries of one agent group of a multi-agent env that identification reads.
+
+    :meth:`of` checks the env once; every stage then reads the keys from here.
+
+    Attributes:
+        group (str): the agent group (a key of ``env.group_map``).
+        observation, action, reward (tuple[str, str]): ``(group, "observation")``, ...
+
+    Examples:
+        >>> from torchrl.envs.libs.vmas import VmasEnv
+        >>> keys = GroupKeys.of(VmasEnv("navigation", num_envs=2, n_agents=2, seed=0))
+        >>> keys.group, keys.transitions[2]
+        ('agents', ('next', 'agents', 'observation'))
+    """
+
+    group: str
+    observation: tuple[str, str]
+    action: tuple[str, str]
+    reward: tuple[str, str]
+
+    @classmethod
+    def named(cls, group: str) -> GroupKeys:
+        return cls(group, (group, "observation"), (group, "action"), (group, "reward"))
+
+    @property
+    def transitions(self) -> list[NestedKey]:
+        """The entries of a transition, as a collector's batch holds them: each agent's
+        observation and action, the next observation and reward, and the trajectory ids."""
+        return [
+            self.observation, self.action, ("next", *self.observation), ("next", *self.reward),
+            TRAJECTORY_KEY,
+        ]
+
+    @classmethod
+    def of(cls, env: EnvBase, group: str | None = None) -> GroupKeys:
+        """Checks that ``env`` is a multi-agent env with ``group``'s per-agent observation,
+        action and reward, and returns their keys (``group=None``: the env's only agent group)."""
+        check_instance("env", env, EnvBase, "a torchrl EnvBase")
+        specs = {
+            "observation": env.full_observation_spec,
+            "action": env.full_action_spec,
+            "reward": env.full_reward_spec,
+        }
+        if group is None:
+            groups = _agent_groups(specs)
+            if len(groups) != 1:
+                raise ValueError(
+                    f"group=None needs an env with exactly one agent group, but env has "
+                    f"{len(groups)}: {groups}; pass group= to choose the agents to identify "
+                    "(agents of different groups never share a network)."
+                )
+            group = groups[0]
+        check_instance("group", group, str, "a str (a key of env.group_map)")
+        keys = cls.named(group)
+        for leaf, spec in specs.items():
+            key = getattr(keys, leaf)
+            if key not in spec.keys(True, True):
+                raise ValueError(
+                    f"env has no {leaf} entry {key} for group={group!r}; its agent groups are "
+                    f"{_agent_groups(specs)} and its {leaf} keys "
+                    f"{sorted(map(str, spec.keys(True, True)))}."
+                )
+            if len(spec[key].shape) < len(env.batch_size) + 1:
+                raise ValueError(
+                    f"the {leaf} spec at {key} has shape {tuple(spec[key].shape)}; expected a "
+                    f"per-agent entry of shape (*{tuple(env.batch_size)}, n_agents, ...)."
+                )
+        return keys
+
+
+def _agent_groups(specs: dict[str, Any]) -> list[str]:
     """The env's agent groups: top-level entries with an observation, an action and a reward."""
-    specs = (env.full_observation_spec, env.full_action_spec, env.full_reward_spec)
     return [
-        name for name in env.full_action_spec.keys()
+        name for name in specs["action"].keys()
         if isinstance(name, str)
-        and all(key in spec.keys(True, True) for key, spec in zip(_group_keys(name).values(), specs))
+        and all(getattr(GroupKeys.named(name), leaf) in spec.keys(True, True) for leaf, spec in specs.items())
     ]
-
-
-def _check_env(env: EnvBase, group: str | None) -> tuple[str, dict[str, tuple[str, str]]]:
-    """Checks that ``env`` is a multi-agent env with ``group``'s observation, action and reward;
-    returns the group (``None``: the env's only agent group) and its keys."""
-    check_instance("env", env, EnvBase, "a torchrl EnvBase")
-    if group is None:
-        groups = _agent_groups(env)
-        if len(groups) != 1:
-            raise ValueError(
-                f"group=None needs an env with exactly one agent group, but env has "
-                f"{len(groups)}: {groups}; pass group= to choose the agents to identify "
-                "(agents of different groups never share a network)."
-            )
-        group = groups[0]
-    check_instance("group", group, str, "a str (a key of env.group_map)")
-    keys = _group_keys(group)
-    specs = {
-        "observation": env.full_observation_spec,
-        "action": env.full_action_spec,
-        "reward": env.full_reward_spec,
-    }
-    for leaf, key in keys.items():
-        if key not in specs[leaf].keys(True, True):
-            raise ValueError(
-                f"env has no {leaf} entry {key} for group={group!r}; its agent groups are "
-                f"{_agent_groups(env)} and its {leaf} keys "
-                f"{sorted(map(str, specs[leaf].keys(True, True)))}."
-            )
-        spec = specs[leaf][key]
-        if len(spec.shape) < len(env.batch_size) + 1:
-            raise ValueError(
-                f"the {leaf} spec at {key} has shape {tuple(spec.shape)}; expected a per-agent "
-                f"entry of shape (*{tuple(env.batch_size)}, n_agents, ...)."
-            )
-    return group, keys
 
 
 def _check_finite(data: TensorDictBase, keys: Sequence[tuple]) -> None:
@@ -167,8 +316,15 @@ def collect_transitions(
         >>> data.batch_size, data["next", "agents", "reward"].shape
         (torch.Size([40]), torch.Size([40, 2, 1]))
     """
-    group, keys = _check_env(env, group)
+    keys = GroupKeys.of(env, group)
     check_int("frames", frames)
+    return _collect(env, keys, frames, policy, progress)
+
+
+def _collect(
+    env: EnvBase, keys: GroupKeys, frames: int, policy: Callable | None, progress: bool
+) -> TensorDictBase:
+    """:func:`collect_transitions` of a checked env."""
     n_envs = max(1, env.batch_size.numel())
     steps = math.ceil(frames / n_envs)
     n_batches = math.ceil(steps / _STEPS_PER_BATCH)
@@ -180,13 +336,7 @@ def collect_transitions(
         total_frames=-1,
         auto_register_policy_transforms=False,
     )
-    wanted = [
-        keys["observation"],
-        keys["action"],
-        ("next", *keys["observation"]),
-        ("next", *keys["reward"]),
-        TRAJECTORY_KEY,
-    ]
+    wanted = keys.transitions
     batches = []
     bar = _progress_bar(progress, total=n_batches * steps_per_batch * n_envs, desc="collect")
     try:
@@ -205,11 +355,10 @@ def collect_transitions(
 
 def identity_model(
     env: EnvBase,
+    options: IdentificationOptions | None = None,
     *,
     group: str | None = None,
-    latent_dim: int = 5,
-    targets: Sequence[str] = TARGETS,
-    kl_weight: float = 1e-4,
+    **settings: Any,
 ) -> IdentityLoss:
     """Builds the identity encoder, decoder and loss that fit ``env``'s agents of ``group``.
 
@@ -218,31 +367,47 @@ def identity_model(
     action spec (a ``Categorical`` action is one-hot encoded; ``OneHot`` and continuous actions
     are used as they are). The modules are placed on the env's device.
 
+    Args:
+        env (EnvBase): a multi-agent env with per-agent entries under ``group``.
+        options (IdentificationOptions, optional): its ``latent_dim``, ``targets`` and
+            ``kl_weight`` are used. Defaults to ``IdentificationOptions()``.
+
+    Keyword Args:
+        group (str, optional): the agent group (a key of ``env.group_map``). Defaults to
+            the env's only agent group.
+        **settings: fields of :class:`IdentificationOptions` replacing those of ``options``.
+
     Returns:
         an :class:`~torchrl_seps.objectives.IdentityLoss` holding the encoder and decoder.
 
     Examples:
         >>> from torchrl.envs.libs.vmas import VmasEnv
         >>> env = VmasEnv("navigation", num_envs=2, n_agents=3, continuous_actions=False, seed=0)
-        >>> loss = identity_model(env)
-        >>> loss.encoder.n_agents, loss.decoder.observation_dim
-        (3, 18)
+        >>> loss = identity_model(env, latent_dim=3)
+        >>> loss.encoder.n_agents, loss.encoder.latent_dim, loss.decoder.observation_dim
+        (3, 3, 18)
     """
-    group, keys = _check_env(env, group)
+    options = IdentificationOptions.resolve(options, settings, "identity_model")
+    return _identity_model(env, GroupKeys.of(env, group), options)
+
+
+def _identity_model(env: EnvBase, keys: GroupKeys, options: IdentificationOptions) -> IdentityLoss:
+    """:func:`identity_model` of a checked env."""
+    group = keys.group
     n_batch = len(env.batch_size)
-    obs_spec = env.full_observation_spec[keys["observation"]]
+    obs_spec = env.full_observation_spec[keys.observation]
     if len(obs_spec.shape) != n_batch + 2:
         raise ValueError(
-            f"the observation spec at {keys['observation']} has shape {tuple(obs_spec.shape)}; "
+            f"the observation spec at {keys.observation} has shape {tuple(obs_spec.shape)}; "
             f"expected (*{tuple(env.batch_size)}, n_agents, n_features)."
         )
     n_agents, obs_dim = obs_spec.shape[-2:]
-    reward_spec = env.full_reward_spec[keys["reward"]]
+    reward_spec = env.full_reward_spec[keys.reward]
     reward_dim = reward_spec.shape[-1] if len(reward_spec.shape) == n_batch + 2 else 1
-    action_spec = env.full_action_spec[keys["action"]]
+    action_spec = env.full_action_spec[keys.action]
     if isinstance(action_spec, (MultiCategorical, MultiOneHot, Binary)):
         raise TypeError(
-            f"the action spec at {keys['action']} is a {type(action_spec).__name__}; supported "
+            f"the action spec at {keys.action} is a {type(action_spec).__name__}; supported "
             "are Categorical, OneHot and continuous actions."
         )
     categorical = isinstance(action_spec, Categorical)
@@ -252,28 +417,26 @@ def identity_model(
         action_dim = action_spec.shape[-1]
     else:
         raise TypeError(
-            f"the action spec at {keys['action']} is a {type(action_spec).__name__} of dtype "
+            f"the action spec at {keys.action} is a {type(action_spec).__name__} of dtype "
             f"{action_spec.dtype}; supported are Categorical, OneHot and continuous actions."
         )
     encoder = IdentityEncoder(
         n_agents,
-        latent_dim,
+        options.latent_dim,
         in_keys=[(group, "agent_id")],
         out_keys=[(group, "identity", "loc"), (group, "identity", "scale")],
     )
     decoder = IdentityDecoder(
-        latent_dim,
+        options.latent_dim,
         obs_dim,
         action_dim,
         categorical_actions=categorical,
         reward_dim=reward_dim,
-        in_keys=[(group, "identity", "latent"), keys["observation"], keys["action"]],
+        in_keys=[(group, "identity", "latent"), keys.observation, keys.action],
         out_keys=[(group, "identity", "next_observation"), (group, "identity", "reward")],
     )
-    loss = IdentityLoss(encoder, decoder, targets=targets, kl_weight=kl_weight)
-    loss.set_keys(
-        observation=keys["observation"], reward=keys["reward"], agent_index=(group, "agent_index")
-    )
+    loss = IdentityLoss(encoder, decoder, targets=options.targets, kl_weight=options.kl_weight)
+    loss.set_keys(observation=keys.observation, reward=keys.reward, agent_index=(group, "agent_index"))
     return loss.to(env.device) if env.device is not None else loss
 
 
@@ -298,14 +461,11 @@ class FitHistory:
 def fit_identity(
     loss: IdentityLoss,
     data: TensorDictBase,
+    options: IdentificationOptions | None = None,
     *,
-    epochs: int = 16,
-    batch_size: int = 256,
-    lr: float = 1e-2,
-    agents_per_frame: int | None = 64,
     validation: TensorDictBase | None = None,
     patience: int = 3,
-    progress: bool = False,
+    **settings: Any,
 ) -> FitHistory:
     """Fits the identity model of ``loss`` to ``data`` with Adam.
 
@@ -327,18 +487,16 @@ def fit_identity(
     Args:
         loss (IdentityLoss): the model to fit, e.g. from :func:`identity_model`.
         data (TensorDictBase): frames from :func:`collect_transitions`, at least ``batch_size``.
+        options (IdentificationOptions, optional): its ``epochs`` (at most), ``batch_size``,
+            ``lr`` (Adam), ``agents_per_frame`` and ``progress`` are used. Defaults to
+            ``IdentificationOptions()``.
 
     Keyword Args:
-        epochs (int, optional): passes over the data, at most. Defaults to ``16``.
-        batch_size (int, optional): frames per update. Defaults to ``256``.
-        lr (float, optional): Adam learning rate. Defaults to ``1e-2``.
-        agents_per_frame (int, optional): agents drawn from each frame of an update; ``None``
-            takes every agent. Defaults to ``64``.
         validation (TensorDictBase, optional): frames to stop on, as ``data``; at most 2**18
             (frame, agent) pairs of them are used, evenly spaced. Defaults to ``None``.
         patience (int, optional): epochs without a better validation loss before stopping.
             Defaults to ``3``.
-        progress (bool, optional): show a progress bar (tqdm). Defaults to ``False``.
+        **settings: fields of :class:`IdentificationOptions` replacing those of ``options``.
 
     Returns:
         a :class:`FitHistory`.
@@ -354,6 +512,8 @@ def fit_identity(
         >>> len(history.loss), history.best_epoch
         (2, 2)
     """
+    options = IdentificationOptions.resolve(options, settings, "fit_identity")
+    epochs, batch_size, agents_per_frame = options.epochs, options.batch_size, options.agents_per_frame
     check_instance("loss", loss, IdentityLoss, "an IdentityLoss")
     for name, value in [("data", data), ("validation", validation)]:
         if (value is not None or name == "data") and (
@@ -364,10 +524,6 @@ def fit_identity(
                 f"collect_transitions returns; got {type(value).__name__}"
                 + (f" of batch size {tuple(value.batch_size)}." if isinstance(value, TensorDictBase) else ".")
             )
-    check_int("epochs", epochs)
-    check_int("batch_size", batch_size)
-    check_float("lr", lr, positive=True)
-    check_int("agents_per_frame", agents_per_frame, optional=True)
     check_int("patience", patience)
     n_frames = data.shape[0]
     if n_frames < batch_size:
@@ -381,11 +537,11 @@ def fit_identity(
         loss.check_finite(validation)
         validation = _evenly_spaced(validation.select(*loss.in_keys), _VALIDATION_ROWS)
     sample = agents_per_frame is not None and agents_per_frame < loss.encoder.n_agents
-    optimizer = torch.optim.Adam(loss.parameters(), lr=lr)
+    optimizer = torch.optim.Adam(loss.parameters(), lr=options.lr)
     n_batches = n_frames // batch_size  # the remainder of a shuffled epoch is left out
     history = FitHistory(loss=[], validation=[], best_epoch=0)
     best_state = None
-    bar = _progress_bar(progress, total=epochs * n_batches, desc="fit identity")
+    bar = _progress_bar(options.progress, total=epochs * n_batches, desc="fit identity")
     try:
         for epoch in range(1, epochs + 1):
             order = torch.randperm(n_frames)
@@ -508,35 +664,13 @@ class IdentificationResult:
         return plot_embeddings(self.embeddings, self.groups, path, types=types, evidence=self.evidence)
 
 
-def _check_identify_args(frames, epochs, batch_size, lr, agents_per_frame, heldout_fraction, alpha) -> None:
-    check_int("frames", frames)
-    check_int("agents_per_frame", agents_per_frame, optional=True)
-    check_int("epochs", epochs)
-    check_int("batch_size", batch_size)
-    check_float("lr", lr, positive=True)
-    check_fraction("heldout_fraction", heldout_fraction)
-    check_fraction("alpha", alpha)
-
-
 def identify_groups(
     env: EnvBase,
-    frames: int = 12_800,
+    options: IdentificationOptions | None = None,
     *,
     policy: Callable[[TensorDictBase], TensorDictBase] | None = None,
     group: str | None = None,
-    n_groups: int | None = None,
-    latent_dim: int = 5,
-    targets: Sequence[str] = TARGETS,
-    kl_weight: float = 1e-4,
-    epochs: int = 16,
-    batch_size: int = 256,
-    lr: float = 1e-2,
-    agents_per_frame: int | None = 64,
-    heldout_fraction: float = 0.25,
-    alpha: float = 0.01,
-    clustering: AgentClustering | None = None,
-    seed: int | None = None,
-    progress: bool = False,
+    **settings: Any,
 ) -> IdentificationResult:
     """Finds groups of agents that behave alike: collect, fit, embed, cluster, choose K.
 
@@ -555,6 +689,12 @@ def identify_groups(
        K = N (one identity per agent) beyond noise wins, found by bisection
        (:mod:`torchrl_seps.model_selection` says how, and what that guarantees).
 
+    The settings (``frames``, ``n_groups``, ``epochs``, ``seed``, ...) and their defaults are
+    those of :class:`IdentificationOptions`: pass one as ``options``, or any of its fields as
+    keyword arguments, or both (the keywords replace the fields of ``options``). With a
+    ``seed``, the env, the random policy, the model, the held-out split, k-means and the
+    bootstrap are seeded, and the global random state is restored afterwards.
+
     Cost. Collection is the env's. The fit costs the same for any team larger than
     ``agents_per_frame`` (64 agents of every frame per update), and choosing K about
     ``2 log2 K`` candidates of at most 4 decoder passes over the held-out frames, each linear
@@ -570,37 +710,15 @@ def identify_groups(
 
     Args:
         env (EnvBase): a TorchRL multi-agent env with per-agent entries under ``group``.
-        frames (int, optional): frames to collect (environment steps times batched envs).
-            Defaults to ``12_800`` (e.g. 64 VMAS envs for 200 steps).
+        options (IdentificationOptions, optional): the settings. Defaults to
+            ``IdentificationOptions()``.
 
     Keyword Args:
         policy (callable, optional): the acting policy; ``None`` acts at random.
         group (str, optional): the agent group (a key of ``env.group_map``). Defaults to
             the env's only agent group.
-        n_groups (int, optional): the number of groups; ``None`` chooses it on held-out data.
-        latent_dim (int, optional): identity latent size. Defaults to ``5``.
-        targets (sequence of str, optional): what the decoder reconstructs. Defaults to
-            ``("next_observation", "reward")``.
-        kl_weight (float, optional): KL weight. Defaults to ``1e-4``.
-        epochs (int, optional): passes over the data, at most. Defaults to ``16``.
-        batch_size (int, optional): frames per update. Defaults to ``256``.
-        lr (float, optional): Adam learning rate. Defaults to ``1e-2``.
-        agents_per_frame (int, optional): agents of every frame an update fits on, drawn at
-            random in larger teams (:func:`fit_identity`); ``None`` takes every agent.
-            Defaults to ``64``.
-        heldout_fraction (float, optional): share of the trajectories held out to choose K.
-            Defaults to ``0.25``.
-        alpha (float, optional): level of the held-out test: the chance, for a K as good as one
-            identity per agent (K = N), of being judged worse. Defaults to ``0.01``: a spurious split costs sample
-            efficiency on every task where sharing is right, so sharing needs strong evidence
-            against it.
-        clustering (AgentClustering, optional): the k-means settings (``n_init``) used when
-            ``n_groups`` is given; its ``n_groups`` is overridden by ``n_groups`` and its
-            ``random_state`` by ``seed``. Defaults to ``AgentClustering()``.
-        seed (int, optional): seeds the env, the random policy, the model, the held-out split,
-            k-means and the bootstrap; the global random state is restored afterwards. ``None``
-            leaves them unseeded.
-        progress (bool, optional): show progress bars (tqdm) for collection and fitting.
+        **settings: fields of :class:`IdentificationOptions` replacing those of ``options``,
+            e.g. ``frames=25_600, seed=0``.
 
     Returns:
         an :class:`IdentificationResult`.
@@ -616,30 +734,25 @@ def identify_groups(
         >>> sorted(result.timings)
         ['cluster', 'collect', 'fit']
     """
-    group, _ = _check_env(env, group)
-    _check_identify_args(frames, epochs, batch_size, lr, agents_per_frame, heldout_fraction, alpha)
-    if frames < batch_size:
+    options = IdentificationOptions.resolve(options, settings, "identify_groups")
+    keys = GroupKeys.of(env, group)
+    if options.frames < options.batch_size:
         raise ValueError(
-            f"too few frames to fit: frames={frames}, expected at least batch_size={batch_size}."
+            f"too few frames to fit: frames={options.frames}, expected at least "
+            f"batch_size={options.batch_size}."
         )
-    clustering = _clustering(clustering, n_groups, seed)
+    clustering = _clustering(options)
     with torch.random.fork_rng(devices=[]):
-        if seed is not None:
-            torch.manual_seed(seed)
-            env.set_seed(seed)
-        loss = identity_model(
-            env, group=group, latent_dim=latent_dim, targets=targets, kl_weight=kl_weight
-        )
+        if options.seed is not None:
+            torch.manual_seed(options.seed)
+            env.set_seed(options.seed)
+        loss = _identity_model(env, keys, options)
         clustering.validate_params(loss.encoder.n_agents)
         start = time.perf_counter()
-        data = collect_transitions(env, frames, policy=policy, group=group, progress=progress)
+        data = _collect(env, keys, options.frames, policy, options.progress)
         collect_time = time.perf_counter() - start
         logger.info("collected %d frames in %.1f s", data.shape[0], collect_time)
-        result = identify_from_transitions(
-            loss, data, n_groups=n_groups, epochs=epochs, batch_size=batch_size, lr=lr,
-            agents_per_frame=agents_per_frame, heldout_fraction=heldout_fraction, alpha=alpha,
-            clustering=clustering, seed=seed, progress=progress,
-        )
+        result = identify_from_transitions(loss, data, options)
     result.timings = {"collect": collect_time, **result.timings}
     return result
 
@@ -647,17 +760,8 @@ def identify_groups(
 def identify_from_transitions(
     loss: IdentityLoss,
     data: TensorDictBase,
-    *,
-    n_groups: int | None = None,
-    epochs: int = 16,
-    batch_size: int = 256,
-    lr: float = 1e-2,
-    agents_per_frame: int | None = 64,
-    heldout_fraction: float = 0.25,
-    alpha: float = 0.01,
-    clustering: AgentClustering | None = None,
-    seed: int | None = None,
-    progress: bool = False,
+    options: IdentificationOptions | None = None,
+    **settings: Any,
 ) -> IdentificationResult:
     """Steps 2 to 5 of :func:`identify_groups` on transitions already collected, e.g. the
     batches of a policy being trained.
@@ -667,10 +771,14 @@ def identify_from_transitions(
         data (TensorDictBase): frames as :func:`collect_transitions` returns them; the held-out
             split uses their ``("collector", "traj_ids")`` (without it, blocks of consecutive
             frames).
+        options (IdentificationOptions, optional): the settings, as :func:`identify_groups`
+            reads them, less those of the data and the model (``frames``, ``latent_dim``,
+            ``targets``, ``kl_weight``), which ``data`` and ``loss`` fix. ``seed`` seeds the
+            held-out split, k-means and the bootstrap; the model's initialisation and batches
+            follow torch's global random state.
 
     Keyword Args:
-        as :func:`identify_groups`. ``seed`` seeds the held-out split, k-means and the
-        bootstrap; the model's initialisation and batches follow torch's global random state.
+        **settings: fields of :class:`IdentificationOptions` replacing those of ``options``.
 
     Returns:
         an :class:`IdentificationResult`, with timings ``"fit"`` and ``"cluster"``.
@@ -683,19 +791,19 @@ def identify_from_transitions(
         >>> result.frames, result.evidence.ks  # K = 1 and the reference, K = N, were scored
         (400, [1, 3])
     """
+    options = IdentificationOptions.resolve(options, settings, "identify_from_transitions")
     check_instance("loss", loss, IdentityLoss, "an IdentityLoss")
-    _check_identify_args(1, epochs, batch_size, lr, agents_per_frame, heldout_fraction, alpha)
-    clustering = _clustering(clustering, n_groups, seed)
+    clustering = _clustering(options)
     clustering.validate_params(loss.encoder.n_agents)
     timings = {}
     start = time.perf_counter()
     fit_data, heldout, unit = data, None, None
-    if n_groups is None:
-        fit_data, heldout, unit = split_heldout(data, heldout_fraction, seed=seed)
-    fit_data, validation, _ = split_heldout(fit_data, VALIDATION_FRACTION, seed=seed)
+    if options.n_groups is None:
+        fit_data, heldout, unit = split_heldout(data, options.heldout_fraction, seed=options.seed)
+    fit_data, validation, _ = split_heldout(fit_data, VALIDATION_FRACTION, seed=options.seed)
     history = fit_identity(
-        loss, fit_data, epochs=epochs, batch_size=min(batch_size, fit_data.shape[0]), lr=lr,
-        agents_per_frame=agents_per_frame, validation=validation, progress=progress,
+        loss, fit_data, replace(options, batch_size=min(options.batch_size, fit_data.shape[0])),
+        validation=validation,
     )
     timings["fit"] = time.perf_counter() - start
     logger.info(
@@ -710,7 +818,7 @@ def identify_from_transitions(
         groups, evidence = clustering.fit(embeddings.cpu()).labels_, None
         decision = clustering.decision_
     else:
-        groups, evidence = _choose_on_heldout(loss, heldout, unit, embeddings, alpha, seed)
+        groups, evidence = _choose_on_heldout(loss, heldout, unit, embeddings, options.alpha, options.seed)
         decision = f"held-out: {evidence.describe()}"
     timings["cluster"] = time.perf_counter() - start
     groups = torch.as_tensor(groups, dtype=torch.long)
@@ -733,14 +841,13 @@ def identify_from_transitions(
     )
 
 
-def _clustering(clustering: AgentClustering | None, n_groups: int | None, seed: int | None) -> AgentClustering:
-    """A copy of ``clustering`` (default ``AgentClustering()``) with ``n_groups`` and ``seed`` set."""
-    if clustering is None:
-        clustering = AgentClustering()
-    check_instance("clustering", clustering, AgentClustering, "an AgentClustering")
-    clustering = clone(clustering).set_params(n_groups=n_groups)
-    if seed is not None:
-        clustering.set_params(random_state=seed)
+def _clustering(options: IdentificationOptions) -> AgentClustering:
+    """A copy of ``options.clustering`` (default ``AgentClustering()``) with its ``n_groups``
+    and ``seed`` set."""
+    clustering = AgentClustering() if options.clustering is None else options.clustering
+    clustering = clone(clustering).set_params(n_groups=options.n_groups)
+    if options.seed is not None:
+        clustering.set_params(random_state=options.seed)
     return clustering
 
 

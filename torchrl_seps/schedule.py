@@ -12,7 +12,7 @@ Two pieces fit into any TorchRL loop (a ``Collector``, a loss, an optimizer):
 - :class:`SePSSchedule` keeps the policy's recent batches and, when due, identifies the groups
   from them (:func:`~torchrl_seps.identification.identify_from_transitions`) and regroups::
 
-    schedule = SePSSchedule(env, id_frames=12_800, regroup_every=40_000, seed=0)
+    schedule = SePSSchedule(env, frames=12_800, regroup_every=40_000, seed=0)
     for batch in collector:                      # actor and critic start with one group (FuPS)
         ...                                      # the update on batch
         schedule.observe(batch, [actor, critic], loss=loss, optimizer=optim)
@@ -33,12 +33,12 @@ from torchrl.objectives import LossModule
 from torchrl_seps._checks import GroupsLike, check_instance, check_int, validate_groups
 from torchrl_seps._compat import delayed_loss_networks, rebind_loss_parameters
 from torchrl_seps.identification import (
+    GroupKeys,
+    IdentificationOptions,
     IdentificationResult,
-    _check_env,
     identify_from_transitions,
     identity_model,
 )
-from torchrl_seps.model_selection import TRAJECTORY_KEY
 from torchrl_seps.modules.grouped_mlp import GroupedMultiAgentMLP, warm_start_sources
 
 __all__ = ["SePSSchedule", "grouped_networks", "regroup"]
@@ -164,10 +164,10 @@ class SePSSchedule:
     The grouped networks start with one group (FuPS). :meth:`observe` takes every collected
     batch after its update: it keeps the transitions (each agent's observation, action, next
     observation and reward, and the collector's trajectory ids) of the most recent batches
-    covering ``id_frames`` frames, and
+    covering ``options.frames`` frames, and
 
-    - with ``warm_up=True``, once ``id_frames`` frames have been observed, fits a fresh identity
-      model on them, clusters the agents and :func:`regroup` s the networks, optimizer and loss
+    - with ``warm_up=True``, once ``options.frames`` frames have been observed, fits a fresh
+      identity model on them, clusters the agents and :func:`regroup` s the networks, optimizer and loss
       (the warm-up costs no frames beyond training: identification reads the training batches);
     - with ``regroup_every``, every ``regroup_every`` frames after the last identification,
       identifies again on the recent batches and regroups when the partition changed.
@@ -179,22 +179,24 @@ class SePSSchedule:
 
     Args:
         env (EnvBase): the multi-agent env trained on (its specs size the identity model).
+        options (IdentificationOptions, optional): the settings of every identification;
+            ``frames`` is the frames of the most recent policy batches each one fits on, and
+            identification ``i`` (from 0) is seeded with ``seed + i`` (model, held-out split,
+            k-means). Defaults to ``IdentificationOptions()``.
 
     Keyword Args:
-        id_frames (int, optional): frames of policy batches each identification fits on.
-            Defaults to ``12_800``.
         regroup_every (int, optional): frames between identifications after the first;
             ``None`` (the default) identifies once.
-        warm_up (bool, optional): identify after the first ``id_frames`` frames. Defaults to
+        warm_up (bool, optional): identify after the first ``frames`` frames. Defaults to
             ``True``.
         group (str, optional): the agent group of ``env``. Defaults to its only one.
-        seed (int, optional): seeds each identification (model, held-out split, k-means).
-        **identify_options: further keyword arguments of
-            :func:`~torchrl_seps.identification.identify_from_transitions` (``n_groups``,
-            ``epochs``, ...).
+        **settings: fields of :class:`~torchrl_seps.identification.IdentificationOptions`
+            replacing those of ``options`` (``frames``, ``seed``, ``n_groups``, ``epochs``, ...).
 
     Attributes:
+        options (IdentificationOptions): the settings of every identification.
         groups (list[int]): the current groups.
+        observed_frames (int): frames of the batches observed so far.
         history (list[tuple[int, IdentificationResult, bool]]): every identification: frames
             observed, its result, whether the networks were regrouped.
 
@@ -204,7 +206,7 @@ class SePSSchedule:
         >>> from torchrl_seps.policies import make_actor
         >>> env = VmasEnv("navigation", num_envs=4, n_agents=3, continuous_actions=False, seed=0)
         >>> actor = make_actor(env, [0, 0, 0], num_cells=16)
-        >>> schedule = SePSSchedule(env, id_frames=200, seed=0, n_groups=2, epochs=1, batch_size=32)
+        >>> schedule = SePSSchedule(env, frames=200, seed=0, n_groups=2, epochs=1, batch_size=32)
         >>> collector = Collector(env, actor, frames_per_batch=100, total_frames=300,
         ...                       auto_register_policy_transforms=False)
         >>> for batch in collector:
@@ -219,32 +221,23 @@ class SePSSchedule:
     def __init__(
         self,
         env: EnvBase,
+        options: IdentificationOptions | None = None,
         *,
-        id_frames: int = 12_800,
         regroup_every: int | None = None,
         warm_up: bool = True,
         group: str | None = None,
-        seed: int | None = None,
-        **identify_options,
+        **settings,
     ):
-        group, keys = _check_env(env, group)
-        check_int("id_frames", id_frames)
+        self.options = IdentificationOptions.resolve(options, settings, "SePSSchedule")
+        self.keys = GroupKeys.of(env, group)
         check_int("regroup_every", regroup_every, optional=True)
         if not warm_up and regroup_every is None:
             raise ValueError("warm_up=False needs regroup_every: otherwise nothing is scheduled.")
         self.env = env
-        self.group = group
-        self.id_frames = id_frames
         self.regroup_every = regroup_every
-        self.seed = seed
-        self.identify_options = identify_options
-        self._keys = [
-            keys["observation"], keys["action"], ("next", *keys["observation"]),
-            ("next", *keys["reward"]), TRAJECTORY_KEY,
-        ]
         self._recent: deque[TensorDictBase] = deque()
-        self.frames = 0
-        self.next_identification = id_frames if warm_up else regroup_every
+        self.observed_frames = 0
+        self.next_identification = self.options.frames if warm_up else regroup_every
         self.groups: list[int] | None = None
         self.history: list[tuple[int, IdentificationResult, bool]] = []
 
@@ -268,7 +261,7 @@ class SePSSchedule:
             the identification result when one ran on this call, else ``None``.
         """
         self._keep(batch)
-        if self.next_identification is None or self.frames < self.next_identification:
+        if self.next_identification is None or self.observed_frames < self.next_identification:
             return None
         result = self._identify()
         groups = result.groups.tolist()
@@ -279,37 +272,36 @@ class SePSSchedule:
             self.groups = groups
         else:
             self.groups = current
-        self.history.append((self.frames, result, changed))
-        logger.info("identification at %d frames: groups %s (%s)", self.frames, groups,
+        self.history.append((self.observed_frames, result, changed))
+        logger.info("identification at %d frames: groups %s (%s)", self.observed_frames, groups,
                     "regrouped" if changed else "unchanged")
         self.next_identification = (
-            None if self.regroup_every is None else self.frames + self.regroup_every
+            None if self.regroup_every is None else self.observed_frames + self.regroup_every
         )
         return result
 
     def _keep(self, batch: TensorDictBase) -> None:
-        missing = [key for key in self._keys if key not in batch.keys(True, True)]
+        wanted = self.keys.transitions
+        missing = [key for key in wanted if key not in batch.keys(True, True)]
         if missing:
             raise ValueError(
                 f"batch lacks {missing}; expected a Collector batch of the env's agents "
-                f"(group={self.group!r})."
+                f"(group={self.keys.group!r})."
             )
-        flat = batch.select(*self._keys).reshape(-1).clone()
+        flat = batch.select(*wanted).reshape(-1).clone()
         self._recent.append(flat)
-        self.frames += flat.shape[0]
-        while self.recent_frames - self._recent[0].shape[0] >= self.id_frames:
+        self.observed_frames += flat.shape[0]
+        while self.recent_frames - self._recent[0].shape[0] >= self.options.frames:
             self._recent.popleft()
 
     def _identify(self) -> IdentificationResult:
         data = torch.cat(list(self._recent))
+        options = self.options.seeded(len(self.history))
         with torch.random.fork_rng(devices=[]):
-            if self.seed is not None:
-                torch.manual_seed(self.seed + len(self.history))
-            model = identity_model(self.env, group=self.group)
-            return identify_from_transitions(
-                model, data, seed=None if self.seed is None else self.seed + len(self.history),
-                **self.identify_options,
-            )
+            if options.seed is not None:
+                torch.manual_seed(options.seed)
+            model = identity_model(self.env, options, group=self.keys.group)
+            return identify_from_transitions(model, data, options)
 
 
 def _partition(groups: Sequence[int]) -> set[frozenset[int]]:

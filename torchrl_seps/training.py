@@ -14,7 +14,8 @@ it trains as FuPS for its first ``id_frames`` frames, identifies the groups from
 and continues with every group warm-started from the shared network
 (:func:`~torchrl_seps.schedule.regroup`); with ``id_policy="random"`` it identifies before
 training from a random policy's frames, counted in its budget. ``regroup_every`` identifies again
-during training.
+during training. Both identify with the settings :meth:`Config.identification` gives, one
+:class:`~torchrl_seps.identification.IdentificationOptions`.
 
 ``benchmarks/vmas_seps.py`` is such a script; :class:`Config` is also its command line
 (:meth:`Config.add_arguments`), so every benchmark shares the main job's flags.
@@ -39,7 +40,7 @@ from torchrl.objectives.multiagent import IPPOLoss, MAPPOLoss
 
 from torchrl_seps.devices import resolve_device
 from torchrl_seps.diversity import system_neural_diversity
-from torchrl_seps.identification import IdentificationResult, identify_groups
+from torchrl_seps.identification import IdentificationOptions, IdentificationResult, identify_groups
 from torchrl_seps.policies import make_actor, make_critic
 from torchrl_seps.schedule import SePSSchedule
 from torchrl_seps.scenarios import PRESETS, agent_types, make_env
@@ -117,9 +118,9 @@ class Config:
     minibatches: int = _option(4, "PPO minibatches per pass")
     depth: int = _option(2, "hidden layers of actor and critic")
     num_cells: int = _option(64, "units per hidden layer")
-    id_frames: int = _option(12_800, "frames SePS identifies its groups from: its first training "
-                             "frames (--id-policy warmup), or a random policy's before training, "
-                             "counted in its budget (--id-policy random)")
+    id_frames: int = _option(IdentificationOptions.frames, "frames SePS identifies its groups "
+                             "from: its first training frames (--id-policy warmup), or a random "
+                             "policy's before training, counted in its budget (--id-policy random)")
     id_policy: str = _option("warmup", "whose frames SePS identifies from: the shared (FuPS) policy "
                              "it trains first, or a random policy", choices=("warmup", "random"))
     regroup_every: int | None = _option(
@@ -148,6 +149,15 @@ class Config:
         if self.group_sizes is not None:
             overrides["groups"] = tuple(self.group_sizes)
         return overrides
+
+    def identification(self, seed: int, progress: bool = False) -> IdentificationOptions:
+        """The settings of SePS's identifications in a run with ``seed``: ``id_frames``,
+        ``id_epochs`` (when set) and ``n_groups``, the other defaults of
+        :class:`~torchrl_seps.identification.IdentificationOptions`."""
+        epochs = {} if self.id_epochs is None else {"epochs": self.id_epochs}
+        return IdentificationOptions(
+            frames=self.id_frames, n_groups=self.n_groups, seed=seed, progress=progress, **epochs
+        )
 
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser, names: Sequence[str] | None = None) -> None:
@@ -215,15 +225,8 @@ def choose_groups(
         return [0] * n_agents, None
     if method == "oracle":
         return agent_types(env).tolist(), None
-    identification = identify_groups(
-        env, frames=config.id_frames, seed=seed, progress=config.progress, **_identify_options(config)
-    )
+    identification = identify_groups(env, config.identification(seed, config.progress))
     return identification.groups.tolist(), identification
-
-
-def _identify_options(config: Config) -> dict:
-    options = {"n_groups": config.n_groups}
-    return options if config.id_epochs is None else {**options, "epochs": config.id_epochs}
 
 
 def make_schedule(method: str, env: EnvBase, config: Config, seed: int) -> SePSSchedule | None:
@@ -233,8 +236,7 @@ def make_schedule(method: str, env: EnvBase, config: Config, seed: int) -> SePSS
     if method != "seps" or (not warm_up and config.regroup_every is None):
         return None
     return SePSSchedule(
-        env, id_frames=config.id_frames, regroup_every=config.regroup_every, warm_up=warm_up,
-        seed=seed, **_identify_options(config),
+        env, config.identification(seed), regroup_every=config.regroup_every, warm_up=warm_up
     )
 
 
