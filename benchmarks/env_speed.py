@@ -28,10 +28,12 @@ import torch
 import vmas
 from torchrl.envs.libs.vmas import VmasEnv
 
-from torchrl_seps.devices import device_label, resolve_device, timed
-from torchrl_seps.reporting import markdown_header, markdown_row
+from experiments.config import SweepConfig, add_arguments
+from experiments.reporting import markdown_header, markdown_row
+from experiments.timing import device_label, timed
+from torchrl_seps.devices import resolve_device
 from torchrl_seps.scenarios import FIVE_MOVES, PRESETS, make_env
-from torchrl_seps.training import Config
+from torchrl_seps.training import TrainerConfig
 
 
 def make_runners(name: str, num_envs: int, steps: int, device: torch.device) -> dict[str, Callable[[], None]]:
@@ -97,7 +99,8 @@ def main() -> None:
     parser.add_argument("--num-envs", nargs="+", type=int, default=[64, 600, 4096])
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=5)
-    Config.add_arguments(parser, ["device", "threads"])
+    add_arguments(parser, TrainerConfig, ["device"])
+    add_arguments(parser, SweepConfig, ["threads"])
     args = parser.parse_args()
     device = resolve_device(args.device)
     if args.threads is not None:

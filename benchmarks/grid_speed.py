@@ -36,8 +36,8 @@ import time
 import numpy as np
 import torch
 
-from torchrl_seps.devices import device_label, timed
-from torchrl_seps.reporting import markdown_header, markdown_row
+from experiments.reporting import markdown_header, markdown_row
+from experiments.timing import device_label, timed
 from torchrl_seps.scenarios import PRESETS, ColouredWarehouse, LevelBasedForaging, make_env
 
 PRESETS_DEFAULT = ["crware-tiny-4ag", "crware-small-8ag", "crware-medium-16ag"]

@@ -29,10 +29,12 @@ import torch
 from torch import nn
 from torchrl.modules import MultiAgentMLP
 
+from experiments.config import add_arguments
+from experiments.reporting import markdown_header, markdown_row
+from experiments.timing import device_label, peak_memory_mb, reset_peak_memory, timed
 from torchrl_seps import GroupedMultiAgentMLP
-from torchrl_seps.devices import device_label, peak_memory_mb, reset_peak_memory, resolve_device, timed
-from torchrl_seps.reporting import markdown_header, markdown_row
-from torchrl_seps.training import Config
+from torchrl_seps.devices import resolve_device
+from torchrl_seps.training import TrainerConfig
 
 N_INPUTS, N_OUTPUTS, NUM_CELLS, DEPTH = 14, 5, 64, 2
 CONFIGS = {  # name: group sizes, agents of a group adjacent unless "interleaved"
@@ -150,7 +152,7 @@ def rss_child(spec: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    Config.add_arguments(parser, ["device"])
+    add_arguments(parser, TrainerConfig, ["device"])
     parser.add_argument("--batch", type=int, default=2048)
     parser.add_argument("--rounds", type=int, default=25, help="interleaved timing rounds")
     parser.add_argument("--iters", type=int, default=3, help="passes per method and round")

@@ -40,11 +40,11 @@ import torch
 from tensordict.utils import NestedKey
 from torchrl.envs import EnvBase, SerialEnv, Transform, TransformedEnv
 
+from experiments.config import SweepConfig, add_arguments
+from experiments.reporting import markdown_table
 from torchrl_seps import identify_groups
 from torchrl_seps.clustering import AgentClustering, adjusted_rand_index
-from torchrl_seps.reporting import markdown_table
 from torchrl_seps.scenarios import agent_types, make_env
-from torchrl_seps.training import Config
 
 
 @dataclass(frozen=True)
@@ -296,7 +296,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--sweep", action="store_true", help="ARI against frames on bps-2, bps-4")
     parser.add_argument("--sweep-seeds", type=int, default=5)
-    Config.add_arguments(parser, ["threads"])
+    add_arguments(parser, SweepConfig, ["threads"])
     parser.set_defaults(threads=1)  # one per process: two oversubscribe a busy 2-core machine
     parser.add_argument("--plots", default=None, help="folder for every run's embeddings plot")
     parser.add_argument("--frames", type=int, default=12_800,

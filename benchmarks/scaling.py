@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import math
 import statistics
 import subprocess
 import sys
@@ -35,14 +34,16 @@ import time
 import numpy as np
 import torch
 
+from experiments.config import SweepConfig, add_arguments, from_args
+from experiments.reporting import markdown_table
+from experiments.timing import peak_memory_mb
 from torchrl_seps import identify_groups
 from torchrl_seps.clustering import adjusted_rand_index
-from torchrl_seps.devices import peak_memory_mb, resolve_device
-from torchrl_seps.reporting import markdown_table
+from torchrl_seps.devices import resolve_device
 from torchrl_seps.scenarios import agent_types, make_env
-from torchrl_seps.training import Config, make_trainer
+from torchrl_seps.training import TrainerConfig, make_trainer
 
-SHARED = ("num_envs", "rollout_steps", "algorithm", "device", "threads")
+SHARED = ("num_envs", "rollout_steps", "algorithm", "device")  # TrainerConfig's; and SweepConfig's threads
 STAGES = ("collect", "fit", "cluster")
 ID_ENVS = 64  # as benchmarks/identification.py
 LARGE_PRESET = "bps-10x100"
@@ -71,7 +72,7 @@ def identify_child(n_agents: int | None, seed: int) -> dict:
     }
 
 
-def train_child(n_agents: int, method: str, config: Config, iterations: int) -> dict:
+def train_child(n_agents: int, method: str, config: TrainerConfig, iterations: int) -> dict:
     """Training iterations of one method; SePS identifies from a random policy first."""
     trainer = make_trainer(method, 0, config)
     times = [it.time for it in itertools.islice(trainer.iterations(), iterations + 1)][1:]
@@ -193,7 +194,8 @@ def main(argv: list[str] | None = None) -> None:
                         choices=["nops", "fups", "fups_id", "seps", "oracle"])
     parser.add_argument("--rounds", type=int, default=2, help="training rounds (methods alternate)")
     parser.add_argument("--iterations", type=int, default=3, help="timed iterations per run")
-    Config.add_arguments(parser, SHARED)
+    add_arguments(parser, TrainerConfig, SHARED)
+    add_arguments(parser, SweepConfig, ["threads"])
     parser.set_defaults(threads=1)
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     argv = sys.argv[1:] if argv is None else argv
@@ -209,9 +211,8 @@ def main(argv: list[str] | None = None) -> None:
             out = identify_child(int(first) or None, int(second))
         else:
             n_agents = int(first)
-            config = Config.from_args(args, preset="bps-1", group_sizes=list(_groups(n_agents)),
-                                      methods=[second], id_policy="random", frames=10**12,
-                                      eval_envs=2, progress=False)
+            config = from_args(TrainerConfig, args, preset="bps-1", group_sizes=list(_groups(n_agents)),
+                               id_policy="random", frames=10**12, eval_envs=2)
             out = train_child(n_agents, second, config, args.iterations)
         print(json.dumps(out))
         return

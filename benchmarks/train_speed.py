@@ -19,30 +19,32 @@ import statistics
 
 import torch
 
+from experiments.config import SweepConfig, add_arguments, from_args
+from experiments.reporting import markdown_table
 from torchrl_seps.devices import resolve_device
-from torchrl_seps.reporting import markdown_table
-from torchrl_seps.training import Config, make_trainer
+from torchrl_seps.training import TrainerConfig, make_trainer
 
-SHARED = ("preset", "group_sizes", "methods", "num_envs", "rollout_steps", "algorithm",
-          "centralized_critic", "id_frames", "id_policy", "device", "threads")
+SHARED = ("preset", "group_sizes", "num_envs", "rollout_steps", "algorithm", "centralized_critic",
+          "id_frames", "id_policy", "device")  # TrainerConfig's; with SweepConfig's methods, threads
 
 
 def main(argv: list[str] | None = None) -> str:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    Config.add_arguments(parser, SHARED)
+    add_arguments(parser, TrainerConfig, SHARED)
+    add_arguments(parser, SweepConfig, ["methods", "threads"])
     parser.add_argument("--rounds", type=int, default=30, help="timed rounds (one more warms up)")
     args = parser.parse_args(argv)
     if "fups" not in args.methods:
         parser.error("--methods must include fups, the reference of the ratios")
-    config = Config.from_args(args, progress=False, frames=10**12)  # the collectors never run out
+    config = from_args(TrainerConfig, args, frames=10**12)  # the collectors never run out
     try:
-        config.validate()
+        config.validate(args.methods)
     except (TypeError, ValueError) as error:
         parser.error(str(error))
-    if config.threads is not None:
-        torch.set_num_threads(config.threads)
-    trainers = {method: make_trainer(method, 0, config) for method in config.methods}
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    trainers = {method: make_trainer(method, 0, config) for method in args.methods}
     iterations = {method: trainer.iterations() for method, trainer in trainers.items()}
     times = {method: [] for method in trainers}
     for round_ in range(args.rounds + 1):

@@ -39,9 +39,10 @@ identification excluded), so a burst of load on a shared machine does not decide
 With ``--logger`` each run also logs its hyperparameters and, per iteration, returns, frames/s,
 collection and update time, losses and gradient norm to ``logs/``.
 
-The training core (``Config``, ``make_trainer``, the update and the evaluation) is
-``torchrl_seps.training``; this file is one comparison with it: a run, its loop, the report and
-the command line.
+The training core (``TrainerConfig``, ``make_trainer``, the update and the evaluation) is
+``torchrl_seps.training``; this file is one comparison with it: a run, its loop, the sweep, the
+report and the command line. The experiment machinery it uses (``SweepConfig`` and the command
+line, run storage and Ray, summaries and tables) is in ``benchmarks/experiments/``.
 """
 from __future__ import annotations
 
@@ -61,22 +62,24 @@ from torchrl.envs.utils import ExplorationType, set_exploration_type
 from torchrl.record.loggers import Logger, get_logger
 from tqdm.auto import tqdm
 
-from torchrl_seps import reporting
+from experiments import reporting
+from experiments.config import SweepConfig, add_arguments, from_args
+from experiments.sweeps import RunStore, import_ray, run_tasks
 from torchrl_seps.clustering import adjusted_rand_index
 from torchrl_seps.identification import IdentificationResult
 from torchrl_seps.plotting import plot_learning_curves, plot_panels
 from torchrl_seps.scenarios import PRESETS, agent_types, render_rollout, save_gif
-from torchrl_seps.sweeps import RunStore, import_ray, run_tasks
 from torchrl_seps.training import (
     METHODS,
-    Config,
     Iteration,
+    TrainerConfig,
     evaluate,
     make_trainer,
     team_return_of_finished_episodes,
 )
 
-# The config is torchrl_seps.training.Config: every setting, each a flag of the command line.
+# A run's settings are a TrainerConfig (torchrl_seps.training), a sweep's a SweepConfig
+# (experiments.config): each field a flag of the command line.
 
 # ---------------------------------------------------------------------------------------------
 # One run: build the trainer (env, groups, actor and critic, loss, collector), train, evaluate
@@ -113,9 +116,9 @@ class FinishedRun:
     rows: list[dict]
     summary: RunSummary
 
-    def record(self, config: Config) -> dict:
-        """The stored form: the rows, the summary and the config the run trained with."""
-        return {"config": asdict(config), "rows": self.rows, "summary": asdict(self.summary)}
+    def record(self, config: TrainerConfig, settings: SweepConfig) -> dict:
+        """The stored form: the rows, the summary and the settings the run trained with."""
+        return {"config": stored_settings(config, settings), "rows": self.rows, "summary": asdict(self.summary)}
 
     @classmethod
     def from_record(cls, record: dict) -> FinishedRun:
@@ -133,36 +136,50 @@ class RunResult(FinishedRun):
     true_types: torch.Tensor
 
 
-def run(method: str, seed: int, config: Config, out: Path) -> RunResult:
+def stored_settings(config: TrainerConfig, settings: SweepConfig) -> dict:
+    """A run's settings as its record, its checkpoint and ``summary.json`` hold them: the
+    trainer's and the sweep's, in one mapping."""
+    return {**asdict(config), **asdict(settings)}
+
+
+def split_settings(stored: dict) -> tuple[TrainerConfig, SweepConfig]:
+    """The trainer's and the sweep's settings of :func:`stored_settings` (the trainer's defaults
+    for settings that records stored before them lack)."""
+    sweep_names = {spec.name for spec in fields(SweepConfig)}
+    return (TrainerConfig(**{key: value for key, value in stored.items() if key not in sweep_names}),
+            SweepConfig(**{key: value for key, value in stored.items() if key in sweep_names}))
+
+
+def run(method: str, seed: int, config: TrainerConfig, settings: SweepConfig, out: Path) -> RunResult:
     """Trains one method with one seed, logging every iteration."""
-    trainer = make_trainer(method, seed, config)
-    actor, eval_env = trainer.actor, trainer.eval_env
+    trainer = make_trainer(method, seed, config, progress=settings.progress)
+    actor, eval_env, group = trainer.actor, trainer.eval_env, config.group
     max_steps = PRESETS[config.preset].max_steps
     logger = None
-    if config.logger != "none":
-        logger = get_logger(config.logger, str(out / "logs"), f"{method}_seed{seed}")
-        logger.log_hparams({"method": method, "seed": seed, **asdict(config)})
+    if settings.logger != "none":
+        logger = get_logger(settings.logger, str(out / "logs"), f"{method}_seed{seed}")
+        logger.log_hparams({"method": method, "seed": seed, **stored_settings(config, settings)})
 
     frames, iteration_times = trainer.identification_frames, []
     identified_at = [frames] if trainer.identification is not None else []
     bar = tqdm(total=config.frames, initial=frames, desc=f"{method} seed {seed}",
-               unit="frames", disable=not config.progress, file=sys.stderr)
+               unit="frames", disable=not settings.progress, file=sys.stderr)
     true_types = agent_types(trainer.env).tolist()
 
     def grouping() -> dict:
         return {"n_groups": len(set(trainer.groups)),
                 "ari": adjusted_rand_index(trainer.groups, true_types)}
 
-    rows = [row(method, seed, 0, frames, None, evaluate(eval_env, actor, max_steps), 0.0, 0.0,
-                **grouping())]
+    rows = [row(method, seed, 0, frames, None, evaluate(eval_env, actor, max_steps, group=group),
+                0.0, 0.0, **grouping())]
     for number, iteration in enumerate(trainer.iterations(), start=1):
         iteration_times.append(iteration.time)
         frames += iteration.batch.numel()
         if iteration.identification is not None:
             identified_at.append(frames)
         evaluated = number % config.eval_every == 0 or frames + config.frames_per_batch > config.frames
-        train_return = team_return_of_finished_episodes(iteration.batch)
-        eval_return = evaluate(eval_env, actor, max_steps) if evaluated else None
+        train_return = team_return_of_finished_episodes(iteration.batch, group=group)
+        eval_return = evaluate(eval_env, actor, max_steps, group=group) if evaluated else None
         snd = trainer.system_neural_diversity(iteration.batch) if evaluated else None
         # The median iteration is robust to the bursts of a shared machine; the mean is not.
         fps = config.frames_per_batch / statistics.median(iteration_times)
@@ -179,7 +196,7 @@ def run(method: str, seed: int, config: Config, out: Path) -> RunResult:
     checkpoint = out / "checkpoints" / f"{method}_seed{seed}.pt"
     checkpoint.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"actor": actor.state_dict(), "critic": trainer.critic.state_dict(),
-                "groups": trainer.groups, "config": asdict(config)}, checkpoint)
+                "groups": trainer.groups, "config": stored_settings(config, settings)}, checkpoint)
     identification = trainer.identification
     summary = RunSummary(
         method=method,
@@ -200,15 +217,15 @@ def run(method: str, seed: int, config: Config, out: Path) -> RunResult:
     return RunResult(rows, summary, identification, actor, eval_env, torch.tensor(true_types))
 
 
-def sweep_run(method: str, seed: int, config: Config, out: Path) -> dict:
+def sweep_run(method: str, seed: int, config: TrainerConfig, settings: SweepConfig, out: Path) -> dict:
     """One run of a sweep, in this process or in a Ray worker: trains, writes the SePS figures
     of the first seed, and returns the run's record (:meth:`FinishedRun.record`)."""
-    if config.threads is not None:
-        torch.set_num_threads(config.threads)
-    result = run(method, seed, config, out)
-    if result.identification is not None and seed == config.seeds[0]:
-        write_seps_figures(config, result, out)
-    return result.record(config)
+    if settings.threads is not None:
+        torch.set_num_threads(settings.threads)
+    result = run(method, seed, config, settings, out)
+    if result.identification is not None and seed == settings.seeds[0]:
+        write_seps_figures(settings, result, out)
+    return result.record(config, settings)
 
 
 def run_name(method: str, seed: int) -> str:
@@ -253,15 +270,15 @@ class Comparison:
 FINAL_TRAIN_ITERATIONS = 5  # iterations whose training returns average into the final one
 
 
-def summarize(config: Config, runs: Sequence[FinishedRun]) -> Comparison:
-    """Each method's return, speed, size and groups over its seeds (the methods of
-    ``config.methods`` with a finished run). The final return is the last evaluation's (the
+def summarize(methods: Sequence[str], runs: Sequence[FinishedRun]) -> Comparison:
+    """Each method's return, speed, size and groups over its seeds (the ``methods`` with a
+    finished run). The final return is the last evaluation's (the
     deterministic policy); the final training return averages the finished training episodes
     (the stochastic policy) of the last ``FINAL_TRAIN_ITERATIONS`` iterations that had some."""
     curves = reporting.learning_curves(r for run_ in runs for r in run_.rows)
     to_threshold = reporting.frames_to_threshold(curves)
-    methods = {}
-    for method in config.methods:
+    compared = {}
+    for method in methods:
         summaries = [run_.summary for run_ in runs if run_.summary.method == method]
         if not summaries:
             continue
@@ -270,7 +287,7 @@ def summarize(config: Config, runs: Sequence[FinishedRun]) -> Comparison:
             reporting.final_mean(run_.rows, "train_return", FINAL_TRAIN_ITERATIONS)
             for run_ in runs if run_.summary.method == method
         ])
-        methods[method] = {
+        compared[method] = {
             "final_eval_return_mean": ret_mean,
             "final_eval_return_std": ret_std,
             "final_train_return_mean": train_mean,
@@ -285,9 +302,9 @@ def summarize(config: Config, runs: Sequence[FinishedRun]) -> Comparison:
             "runs": [asdict(s) for s in summaries],
         }
     throughput = {
-        f"{method}_over_fups_fps": methods[method]["train_fps"] / methods["fups"]["train_fps"]
-        for method in methods
-        if method != "fups" and "fups" in methods
+        f"{method}_over_fups_fps": compared[method]["train_fps"] / compared["fups"]["train_fps"]
+        for method in compared
+        if method != "fups" and "fups" in compared
     }
     table = reporting.markdown_table(
         ["method", "final return", "final training return", "frames to 90%", "final SND", "wall time",
@@ -305,13 +322,13 @@ def summarize(config: Config, runs: Sequence[FinishedRun]) -> Comparison:
                 "/".join(map(str, s["n_groups"])),
                 "/".join(f"{a:.2f}" for a in s["ari"]),
             ]
-            for m, s in methods.items()
+            for m, s in compared.items()
         ],
     )
-    return Comparison(methods, throughput, table)
+    return Comparison(compared, throughput, table)
 
 
-def write_results(config: Config, runs: Sequence[FinishedRun], comparison: Comparison,
+def write_results(settings: dict, runs: Sequence[FinishedRun], comparison: Comparison,
                   failed: dict[str, str], out: Path) -> None:
     """``results.csv`` (every row of every run), ``summary.json`` (with the last line of each
     failed run's error) and ``table.md``."""
@@ -321,17 +338,17 @@ def write_results(config: Config, runs: Sequence[FinishedRun], comparison: Compa
         writer.writeheader()
         writer.writerows(rows)
     with open(out / "summary.json", "w") as f:
-        json.dump({"config": asdict(config), "methods": comparison.methods,
+        json.dump({"config": settings, "methods": comparison.methods,
                    "throughput": comparison.throughput,
                    "failed": {name: last_line(error) for name, error in failed.items()}}, f, indent=2)
     (out / "table.md").write_text(comparison.table + "\n")
 
 
-def write_figures(config: Config, runs: Sequence[FinishedRun], out: Path) -> None:
+def write_figures(config: TrainerConfig, settings: SweepConfig, runs: Sequence[FinishedRun], out: Path) -> None:
     """``learning_curves.png`` (evaluation returns), ``training_curves.png`` (returns of the
     training episodes) and ``snd.png`` of every finished run, ``seps_groups.png`` of the SePS
     runs."""
-    title = f"{config.preset}, {config.algorithm.upper()}, {len(config.seeds)} seed(s)"
+    title = f"{config.preset}, {config.algorithm.upper()}, {len(settings.seeds)} seed(s)"
     rows = [r for run_ in runs for r in run_.rows]
     plot_learning_curves(reporting.learning_curves(rows), out / "learning_curves.png", title=title)
     plot_learning_curves(reporting.learning_curves(rows, value="train_return"), out / "training_curves.png",
@@ -343,10 +360,10 @@ def write_figures(config: Config, runs: Sequence[FinishedRun], out: Path) -> Non
         plot_seps_groups(seps_runs, out / "seps_groups.png", title=f"SePS, {title}")
 
 
-def write_seps_figures(config: Config, seps: RunResult, out: Path) -> None:
+def write_seps_figures(settings: SweepConfig, seps: RunResult, out: Path) -> None:
     """``seps_embeddings.png`` and ``seps_policy.gif`` of a SePS run."""
     seps.identification.plot(out / "seps_embeddings.png", types=seps.true_types)
-    if config.gif:
+    if settings.gif:
         with set_exploration_type(ExplorationType.DETERMINISTIC):
             frames = render_rollout(seps.eval_env, seps.actor)
         save_gif(frames, out / "seps_policy.gif")
@@ -375,30 +392,30 @@ def plot_seps_groups(seps_runs: Sequence[FinishedRun], path: Path, title: str) -
 # Sweep: every (method, seed) of every preset, each run stored as it finishes; resume; rebuild
 # ---------------------------------------------------------------------------------------------
 
-#: Settings a sweep may change between the runs it holds: which runs, where, and how they show
-#: progress. Every other setting must be the same for a run to be resumed or reported with others.
-SWEEP_SETTINGS = ("methods", "seeds", "output", "threads", "logger", "gif", "progress")
-
-
 @dataclass
 class Sweep:
-    """One preset's runs: its config, its store (``runs/``) and the runs finished or failed."""
+    """One preset's runs: the settings they train with (``config``) and the sweep's
+    (``settings``: which methods and seeds, where), its store (``runs/``) and the runs finished
+    or failed. Runs stored with other sweep settings (other methods, seeds, progress, ...) but
+    the same ``config`` belong to the same sweep."""
 
-    config: Config
+    config: TrainerConfig
+    settings: SweepConfig
     finished: dict[str, FinishedRun]
     failed: dict[str, str]
 
     @property
     def store(self) -> RunStore:
-        return RunStore(Path(self.config.output) / "runs")
+        return RunStore(Path(self.settings.output) / "runs")
 
     def names(self) -> list[str]:
-        return [run_name(method, seed) for seed in self.config.seeds for method in self.config.methods]
+        return [run_name(method, seed) for seed in self.settings.seeds for method in self.settings.methods]
 
 
 @dataclass
 class SweepOptions:
-    """How the runs are executed: the flags beyond :class:`Config`'s."""
+    """How the runs are executed: the flags beyond :class:`TrainerConfig`'s and
+    :class:`SweepConfig`'s."""
 
     resume: bool
     report_only: bool
@@ -411,19 +428,20 @@ class SweepOptions:
 def run_sweeps(sweeps: list[Sweep], options: SweepOptions) -> bool:
     """Trains every run of every sweep not finished yet, storing each as it ends, one line of
     progress per run. Returns ``False`` when interrupted (Ctrl-C), ``True`` otherwise."""
-    by_output = {sweep.config.output: sweep for sweep in sweeps}
+    by_output = {sweep.settings.output: sweep for sweep in sweeps}
     tasks = [
-        (method, seed, replace(sweep.config, progress=sweep.config.progress and not options.ray),
-         Path(sweep.config.output).resolve())
-        for sweep in sweeps for seed in sweep.config.seeds for method in sweep.config.methods
+        (method, seed, sweep.config,
+         replace(sweep.settings, progress=sweep.settings.progress and not options.ray),
+         Path(sweep.settings.output).resolve())
+        for sweep in sweeps for seed in sweep.settings.seeds for method in sweep.settings.methods
         if run_name(method, seed) not in sweep.finished
     ]
     outcomes = run_tasks(sweep_run, tasks, ray=options.ray, address=options.ray_address,
                          cpus_per_run=options.cpus_per_run or 1.0, gpus_per_run=options.gpus_per_run or 0.0)
     try:
         for number, outcome in enumerate(outcomes, start=1):
-            method, seed, config, _ = outcome.arguments
-            sweep, name = by_output[config.output], run_name(method, seed)
+            method, seed, config, settings, _ = outcome.arguments
+            sweep, name = by_output[settings.output], run_name(method, seed)
             if outcome.error is not None:
                 sweep.store.save_error(name, outcome.error)
                 sweep.failed[name] = outcome.error
@@ -440,24 +458,25 @@ def run_sweeps(sweeps: list[Sweep], options: SweepOptions) -> bool:
     return True
 
 
-def resumed(config: Config, store: RunStore) -> dict[str, FinishedRun]:
-    """The finished runs of ``config``'s sweep in ``store``; fails if one trained with other
-    settings."""
-    finished = {}
-    for name in set(store.finished()) & {run_name(m, s) for m in config.methods for s in config.seeds}:
+def resumed(sweep: Sweep) -> dict[str, FinishedRun]:
+    """The finished runs of ``sweep`` in its store; fails if one trained with other settings."""
+    store, finished = sweep.store, {}
+    for name in set(store.finished()) & set(sweep.names()):
         record = store.load(name)
-        check_same_settings(asdict(config), record["config"], f"--resume: {store.record_path(name)}")
+        check_same_settings(sweep.config, record["config"], f"--resume: {store.record_path(name)}")
         finished[name] = FinishedRun.from_record(record)
     return finished
 
 
-def check_same_settings(expected: dict, seen: dict, where: str) -> None:
-    differ = [key for key in expected if key not in SWEEP_SETTINGS
-              and json.dumps(expected[key]) != json.dumps(seen.get(key))]
+def check_same_settings(expected: TrainerConfig, stored: dict, where: str) -> None:
+    """Fails unless the run whose settings ``stored`` holds trained with ``expected`` (the
+    sweep's settings may differ)."""
+    seen, wanted = asdict(split_settings(stored)[0]), asdict(expected)
+    differ = [key for key in wanted if json.dumps(wanted[key]) != json.dumps(seen[key])]
     if differ:
         raise SystemExit(
             f"error: {where} was trained with other settings ("
-            + ", ".join(f"{key}: {seen.get(key)!r} there, {expected[key]!r} here" for key in differ)
+            + ", ".join(f"{key}: {seen[key]!r} there, {wanted[key]!r} here" for key in differ)
             + "); use the same settings or another --output."
         )
 
@@ -468,30 +487,31 @@ def rebuilt(out: Path) -> Sweep:
     records = [store.load(name) for name in store.finished()]
     if not records:
         raise SystemExit(f"error: --report-only: {store.root} holds no finished run.")
+    config, settings = split_settings(records[0]["config"])
     for name, record in zip(store.finished(), records):
-        check_same_settings(records[0]["config"], record["config"], f"--report-only: {store.record_path(name)}")
+        check_same_settings(config, record["config"], f"--report-only: {store.record_path(name)}")
     runs = {name: FinishedRun.from_record(record) for name, record in zip(store.finished(), records)}
     summaries = [run_.summary for run_ in runs.values()]
-    config = replace(
-        Config(**records[0]["config"]), output=str(out),
+    settings = replace(
+        settings, output=str(out),
         methods=[m for m in METHODS if any(s.method == m for s in summaries)],
         seeds=sorted({s.seed for s in summaries}),
     )
-    return Sweep(config, runs, store.errors())
+    return Sweep(config, settings, runs, store.errors())
 
 
 def report(sweep: Sweep) -> dict:
     """The table of a sweep's finished runs, written with ``results.csv``, ``summary.json`` and
     the figures (:func:`write_figures`), and printed with its failed runs."""
-    config, out = sweep.config, Path(sweep.config.output)
+    config, settings, out = sweep.config, sweep.settings, Path(sweep.settings.output)
     runs = [sweep.finished[name] for name in sweep.names() if name in sweep.finished]
-    if len(config.methods) > 1 or len(config.seeds) > 1:
+    if len(settings.methods) > 1 or len(settings.seeds) > 1:
         print(f"\n{config.preset}: {len(runs)} of {len(sweep.names())} runs finished")
     if not runs:
-        return {"config": config, "table": "", "throughput": {}, "failed": sweep.failed}
-    comparison = summarize(config, runs)
-    write_results(config, runs, comparison, sweep.failed, out)
-    write_figures(config, runs, out)
+        return {"config": config, "settings": settings, "table": "", "throughput": {}, "failed": sweep.failed}
+    comparison = summarize(settings.methods, runs)
+    write_results(stored_settings(config, settings), runs, comparison, sweep.failed, out)
+    write_figures(config, settings, runs, out)
     print(comparison.table)
     if comparison.throughput:
         print("\ntraining frames/s relative to fups: " + ", ".join(
@@ -501,8 +521,8 @@ def report(sweep: Sweep) -> dict:
     for name, error in sweep.failed.items():
         print(f"failed: {name}: {last_line(error)}")
     print(f"\nresults in {out}/: results.csv, summary.json, table.md, learning_curves.png, training_curves.png, snd.png, runs/")
-    return {"config": config, "table": comparison.table, "throughput": comparison.throughput,
-            "failed": sweep.failed}
+    return {"config": config, "settings": settings, "table": comparison.table,
+            "throughput": comparison.throughput, "failed": sweep.failed}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -510,46 +530,50 @@ def report(sweep: Sweep) -> dict:
 # ---------------------------------------------------------------------------------------------
 
 
-def parse_args(argv: list[str] | None = None) -> tuple[list[Config], SweepOptions]:
-    """One config per preset (each in ``--output``/<preset> when there are several), and the
-    sweep's options."""
+def parse_args(argv: list[str] | None = None) -> tuple[list[Sweep], SweepOptions]:
+    """One sweep per preset (each in ``--output``/<preset> when there are several), and how to
+    run them."""
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    Config.add_arguments(parser, [spec.name for spec in fields(Config) if spec.name != "preset"])
-    parser.add_argument("--preset", nargs="+", default=[Config.preset],
+    add_arguments(parser, TrainerConfig, [spec.name for spec in fields(TrainerConfig) if spec.name != "preset"])
+    parser.add_argument("--preset", nargs="+", default=[TrainerConfig.preset],
                         help="scenario presets (torchrl_seps.scenarios.list_presets()); with "
                              "several, each sweep goes to --output/<preset>")
-    sweep = parser.add_argument_group("sweep")
-    sweep.add_argument("--resume", action="store_true",
+    group = parser.add_argument_group("sweep")
+    add_arguments(group, SweepConfig)
+    group.add_argument("--resume", action="store_true",
                        help="skip the runs --output/runs already holds (same settings required)")
-    sweep.add_argument("--report-only", action="store_true",
+    group.add_argument("--report-only", action="store_true",
                        help="train nothing: rebuild the report from the runs --output/runs holds")
-    sweep.add_argument("--ray", action="store_true",
+    group.add_argument("--ray", action="store_true",
                        help="one Ray task per run, on a local Ray cluster started for the sweep")
-    sweep.add_argument("--ray-address", default=None,
+    group.add_argument("--ray-address", default=None,
                        help="run the Ray tasks on this existing cluster (implies --ray)")
-    sweep.add_argument("--cpus-per-run", type=float, default=None, help="CPUs of each Ray task (1 when unset)")
-    sweep.add_argument("--gpus-per-run", type=float, default=None,
+    group.add_argument("--cpus-per-run", type=float, default=None, help="CPUs of each Ray task (1 when unset)")
+    group.add_argument("--gpus-per-run", type=float, default=None,
                        help="GPUs of each Ray task, fractions share one (0 when unset)")
     args = parser.parse_args(argv)
     presets = list(dict.fromkeys(args.preset))
-    configs = [
-        Config.from_args(args, preset=preset,
-                         output=args.output if len(presets) == 1 else str(Path(args.output) / preset))
+    sweeps = [
+        Sweep(from_args(TrainerConfig, args, preset=preset),
+              from_args(SweepConfig, args,
+                        output=args.output if len(presets) == 1 else str(Path(args.output) / preset)),
+              {}, {})
         for preset in presets
     ]
     options = SweepOptions(args.resume, args.report_only, args.ray or args.ray_address is not None,
                            args.ray_address, args.cpus_per_run, args.gpus_per_run)
-    return configs, options
+    return sweeps, options
 
 
-def validate(configs: list[Config], options: SweepOptions) -> None:
+def validate(sweeps: list[Sweep], options: SweepOptions) -> None:
     """Fails with a clear message before any training starts."""
     try:
-        for config in configs:
-            config.validate()
+        for sweep in sweeps:
+            sweep.settings.validate()
+            sweep.config.validate(sweep.settings.methods)
         if not options.ray and (options.cpus_per_run, options.gpus_per_run) != (None, None):
             raise ValueError("--cpus-per-run and --gpus-per-run set the resources of Ray tasks: they need --ray.")
         if options.ray:
@@ -561,17 +585,16 @@ def validate(configs: list[Config], options: SweepOptions) -> None:
 def main(argv: list[str] | None = None) -> dict:
     """Runs the sweep of the command line (or rebuilds its report) and returns its report; with
     several presets, ``{preset: report}``."""
-    configs, options = parse_args(argv)
+    sweeps, options = parse_args(argv)
     completed = True
     if options.report_only:
-        sweeps = [rebuilt(Path(config.output)) for config in configs]
+        sweeps = [rebuilt(Path(sweep.settings.output)) for sweep in sweeps]
     else:
-        validate(configs, options)
-        sweeps = [Sweep(config, {}, {}) for config in configs]
+        validate(sweeps, options)
         for sweep in sweeps:
-            Path(sweep.config.output).mkdir(parents=True, exist_ok=True)
+            Path(sweep.settings.output).mkdir(parents=True, exist_ok=True)
             if options.resume:
-                sweep.finished = resumed(sweep.config, sweep.store)
+                sweep.finished = resumed(sweep)
         completed = run_sweeps(sweeps, options)
     reports = {sweep.config.preset: report(sweep) for sweep in sweeps}
     if not completed:

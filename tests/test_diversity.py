@@ -11,7 +11,7 @@ from torch.distributions import Normal
 from torchrl_seps.diversity import action_distance, system_neural_diversity
 from torchrl_seps.policies import make_actor
 from torchrl_seps.scenarios import make_env
-from torchrl_seps.training import Config, make_trainer
+from torchrl_seps.training import TrainerConfig, make_trainer
 
 
 @pytest.fixture(scope="module")
@@ -75,8 +75,8 @@ def test_wasserstein_between_gaussians():
 
 
 def test_fups_with_ids_is_diverse_through_its_ids():
-    config = Config(preset="rotnav-2x4", num_envs=2, rollout_steps=10, frames=40, minibatches=2,
-                    num_cells=16, eval_envs=2, progress=False)
+    config = TrainerConfig(preset="rotnav-2x4", num_envs=2, rollout_steps=10, frames=40, minibatches=2,
+                           num_cells=16, eval_envs=2)
     trainers = {method: make_trainer(method, 0, config) for method in ("fups", "fups_id")}
     for trainer in trainers.values():
         trainer.collector.shutdown()

@@ -14,14 +14,14 @@ from torchrl_seps.policies import make_actor, make_critic
 from torchrl_seps.scenarios import make_env
 from torchrl_seps.identification import IdentificationOptions
 from torchrl_seps.schedule import SePSSchedule, grouped_networks, regroup
-from torchrl_seps.training import Config, make_loss, make_minibatch_buffer, update
+from torchrl_seps.training import TrainerConfig, make_loss, make_minibatch_buffer, update
 
 TYPES = [0, 0, 0, 0, 1, 1, 1, 1]  # rotnav-2x4's hidden types
 
 
-def config(**settings) -> Config:
-    return Config(preset="rotnav-2x4", num_envs=4, rollout_steps=10, num_cells=16,
-                  minibatches=2, ppo_epochs=1, progress=False, **settings)
+def config(**settings) -> TrainerConfig:
+    return TrainerConfig(preset="rotnav-2x4", num_envs=4, rollout_steps=10, num_cells=16,
+                         minibatches=2, ppo_epochs=1, **settings)
 
 
 def training(groups, algorithm="a2c", seed=0):

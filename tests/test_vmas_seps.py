@@ -148,9 +148,9 @@ def test_bad_choices_are_refused_by_the_parser(tmp_path, capsys, extra):
 
 
 def test_group_sizes_override_the_preset():
-    [config], _ = vmas_seps.parse_args(["--preset", "bps-1", "--group-sizes", "2", "2"])
-    assert config.env_overrides["groups"] == (2, 2)
-    assert vmas_seps.parse_args([])[0][0].group_sizes is None
+    [sweep], _ = vmas_seps.parse_args(["--preset", "bps-1", "--group-sizes", "2", "2"])
+    assert sweep.config.env_overrides["groups"] == (2, 2)
+    assert vmas_seps.parse_args([])[0][0].config.group_sizes is None
 
 
 def test_a2c_with_continuous_actions_runs(tmp_path):
@@ -214,11 +214,11 @@ class CountingRun:
     def __init__(self, exception: BaseException | None = None, fail_at: int | None = None):
         self.real, self.calls, self.exception, self.fail_at = vmas_seps.run, [], exception, fail_at
 
-    def __call__(self, method, seed, config, out):
+    def __call__(self, method, seed, config, settings, out):
         self.calls.append((method, seed))
         if len(self.calls) == self.fail_at:
             raise self.exception
-        return self.real(method, seed, config, out)
+        return self.real(method, seed, config, settings, out)
 
 
 def test_an_interrupted_sweep_resumes_to_the_same_table(tiny_run, tmp_path, monkeypatch):
@@ -309,9 +309,9 @@ def test_ray_resources_need_ray(tmp_path):
 
 def test_several_presets_sweep_into_one_folder_each(tiny_run, tmp_path):
     reference, _ = tiny_run
-    configs, _ = vmas_seps.parse_args(["--preset", "bps-1", "bps-4", "--output", "x"])
-    assert [(c.preset, c.output) for c in configs] == [("bps-1", str(Path("x", "bps-1"))),
-                                                        ("bps-4", str(Path("x", "bps-4")))]
+    sweeps, _ = vmas_seps.parse_args(["--preset", "bps-1", "bps-4", "--output", "x"])
+    assert [(s.config.preset, s.settings.output) for s in sweeps] == [("bps-1", str(Path("x", "bps-1"))),
+                                                                      ("bps-4", str(Path("x", "bps-4")))]
     reports = vmas_seps.main(tiny_args(tmp_path, "--preset", "rotnav-2x4", "rotnav-homogeneous",
                                        "--methods", "fups", "--seeds", "0", "--no-gif"))
     assert list(reports) == ["rotnav-2x4", "rotnav-homogeneous"]

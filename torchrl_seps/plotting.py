@@ -38,8 +38,8 @@ def plot_learning_curves(
     title: str = "",
     ylabel: str = "evaluation team return",
 ) -> Path:
-    """Saves the mean curves with their 95% bands (:func:`~torchrl_seps.reporting.learning_curves`),
-    x = environment frames, as an image.
+    """Saves the mean curves with their 95% bands (``{method: (frames, mean, half_width)}``, as
+    the benchmarks' ``reporting.learning_curves`` gives them), x = environment frames, as an image.
 
     Returns:
         the path written.

@@ -1,10 +1,11 @@
-"""The training core of a grouping comparison: one config, one trainer per method and seed.
+"""The training core of a grouping comparison: one trainer config, one trainer per method and seed.
 
 Every method trains the same actor-critic (TorchRL's PPO or A2C losses, a ``Collector`` over a
-vectorised env); the actor and the critic are :class:`~torchrl_seps.GroupedMultiAgentMLP` s and
-the methods differ only in their groups (:data:`METHODS`). A script composes the pieces::
+vectorised env) on one agent group of the env (:class:`TrainerConfig`'s ``group``); the actor and
+the critic are :class:`~torchrl_seps.GroupedMultiAgentMLP` s and the methods differ only in their
+groups of agents (:data:`METHODS`). A script composes the pieces::
 
-    config = Config(preset="bps-1")
+    config = TrainerConfig(preset="bps-1")
     trainer = make_trainer("seps", seed=0, config=config)   # SePS starts as FuPS
     for iteration in trainer.iterations():                  # collect a batch, update on it; SePS
         ...                                                  # regroups on schedule; log, evaluate
@@ -14,18 +15,17 @@ it trains as FuPS for its first ``id_frames`` frames, identifies the groups from
 and continues with every group warm-started from the shared network
 (:func:`~torchrl_seps.schedule.regroup`); with ``id_policy="random"`` it identifies before
 training from a random policy's frames, counted in its budget. ``regroup_every`` identifies again
-during training. Both identify with the settings :meth:`Config.identification` gives, one
+during training. Both identify with the settings :meth:`TrainerConfig.identification` gives, one
 :class:`~torchrl_seps.identification.IdentificationOptions`.
 
-``benchmarks/vmas_seps.py`` is such a script; :class:`Config` is also its command line
-(:meth:`Config.add_arguments`), so every benchmark shares the main job's flags.
+``benchmarks/vmas_seps.py`` is such a script: it runs a sweep of methods and seeds, and builds
+its command line from :class:`TrainerConfig` and its own sweep settings.
 """
 from __future__ import annotations
 
-import argparse
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -48,7 +48,7 @@ from torchrl_seps.transforms import AgentIdentityTransform
 
 __all__ = [
     "METHODS",
-    "Config",
+    "TrainerConfig",
     "Iteration",
     "Trainer",
     "choose_groups",
@@ -62,81 +62,73 @@ __all__ = [
 
 #: The grouping methods compared: ``nops`` one network per agent, ``fups`` one for all,
 #: ``fups_id`` one for all with the one-hot agent id appended to every observation, ``seps``
-#: groups found by identification (:class:`Config`'s ``id_policy``), ``oracle`` the
+#: groups found by identification (:class:`TrainerConfig`'s ``id_policy``), ``oracle`` the
 #: scenario's true (hidden) agent types as groups.
 METHODS = ("nops", "fups", "fups_id", "seps", "oracle")
 
 
-def _option(default: Any, help: str, **argparse_kwargs: Any):
-    """A :class:`Config` field with its command-line help and argparse settings."""
-    if isinstance(default, list):
-        argparse_kwargs = {"nargs": "+", "type": type(default[0]), **argparse_kwargs}
-        return field(default_factory=lambda: list(default), metadata={"help": help, **argparse_kwargs})
-    if isinstance(default, bool):
-        argparse_kwargs["action"] = argparse.BooleanOptionalAction
-    elif default is not None:
-        argparse_kwargs.setdefault("type", type(default))
-    return field(default=default, metadata={"help": help, **argparse_kwargs})
+def _setting(default: Any, help: str, **command_line: Any):
+    """A :class:`TrainerConfig` field with its help and, for a command line built from the
+    fields, its ``choices``, ``type`` (where the default is ``None``), ``nargs`` and ``metavar``."""
+    return field(default=default, metadata={"help": help, **command_line})
 
 
 @dataclass
-class Config:
-    """Every setting of a comparison; each is a command-line option (:meth:`add_arguments`).
+class TrainerConfig:
+    """What one training run needs: scenario, algorithm, networks, SePS's identification,
+    evaluation and device. Nothing about sweeps: which methods and seeds run, and where their
+    results go, are the caller's.
+
+    Each field's metadata holds its help (and for a command line its ``choices``, ``type`` and
+    ``metavar``): ``benchmarks/vmas_seps.py`` makes every field a ``--kebab-case`` flag.
 
     Examples:
-        >>> config = Config(preset="rotnav-2x4", num_envs=4, rollout_steps=10)
+        >>> config = TrainerConfig(preset="rotnav-2x4", num_envs=4, rollout_steps=10)
         >>> config.frames_per_batch
         40
         >>> config.validate()
-        >>> Config(num_envs=0).validate()
+        >>> TrainerConfig(num_envs=0).validate()
         Traceback (most recent call last):
         ...
         ValueError: --num-envs must be positive, got 0.
     """
 
-    preset: str = _option("bps-1", "scenario preset (torchrl_seps.scenarios.list_presets())")
-    group_sizes: list[int] | None = _option(
+    preset: str = _setting("bps-1", "scenario preset (torchrl_seps.scenarios.list_presets())")
+    group_sizes: list[int] | None = _setting(
         None, "agents per hidden type, overriding the preset's (e.g. 10 10 10)", nargs="+", type=int)
-    methods: list[str] = _option(list(METHODS), "methods to compare", choices=METHODS)
-    seeds: list[int] = _option([0, 1], "one run per method and seed")
-    frames: int = _option(120_000, "environment frames per run; SePS's identification included")
-    continuous_actions: bool = _option(False, "2-D forces instead of the 5 discrete moves")
-    algorithm: str = _option("ppo", "ppo (IPPO, or MAPPO with --centralized-critic) or a2c "
-                             "(the paper's: --num-envs 8 --rollout-steps 5)", choices=("ppo", "a2c"))
-    centralized_critic: bool = _option(False, "critics see all agents' observations (MAPPO)")
-    num_envs: int = _option(40, "vectorised environments collected from")
-    rollout_steps: int = _option(50, "steps per env and iteration (frames per batch = "
-                                 "num_envs * rollout_steps)")
-    lr: float = _option(3e-4, "Adam learning rate (actor and critic)")
-    gamma: float = _option(0.99, "discount")
-    lmbda: float = _option(0.95, "GAE lambda for PPO; A2C uses 1 (n-step returns)")
-    clip_epsilon: float = _option(0.2, "PPO ratio clip")
-    entropy_coeff: float = _option(0.01, "entropy bonus weight")
-    critic_coeff: float = _option(0.5, "critic loss weight")
-    max_grad_norm: float = _option(0.5, "gradient norm clip")
-    ppo_epochs: int = _option(4, "PPO passes over each batch")
-    minibatches: int = _option(4, "PPO minibatches per pass")
-    depth: int = _option(2, "hidden layers of actor and critic")
-    num_cells: int = _option(64, "units per hidden layer")
-    id_frames: int = _option(IdentificationOptions.frames, "frames SePS identifies its groups "
-                             "from: its first training frames (--id-policy warmup), or a random "
-                             "policy's before training, counted in its budget (--id-policy random)")
-    id_policy: str = _option("warmup", "whose frames SePS identifies from: the shared (FuPS) policy "
-                             "it trains first, or a random policy", choices=("warmup", "random"))
-    regroup_every: int | None = _option(
+    group: str = _setting("agents", "the agent group trained (a key of the env's group_map)")
+    frames: int = _setting(120_000, "environment frames per run; SePS's identification included")
+    continuous_actions: bool = _setting(False, "2-D forces instead of the 5 discrete moves")
+    algorithm: str = _setting("ppo", "ppo (IPPO, or MAPPO with --centralized-critic) or a2c "
+                              "(the paper's: --num-envs 8 --rollout-steps 5)", choices=("ppo", "a2c"))
+    centralized_critic: bool = _setting(False, "critics see all agents' observations (MAPPO)")
+    num_envs: int = _setting(40, "vectorised environments collected from")
+    rollout_steps: int = _setting(50, "steps per env and iteration (frames per batch = "
+                                  "num_envs * rollout_steps)")
+    lr: float = _setting(3e-4, "Adam learning rate (actor and critic)")
+    gamma: float = _setting(0.99, "discount")
+    lmbda: float = _setting(0.95, "GAE lambda for PPO; A2C uses 1 (n-step returns)")
+    clip_epsilon: float = _setting(0.2, "PPO ratio clip")
+    entropy_coeff: float = _setting(0.01, "entropy bonus weight")
+    critic_coeff: float = _setting(0.5, "critic loss weight")
+    max_grad_norm: float = _setting(0.5, "gradient norm clip")
+    ppo_epochs: int = _setting(4, "PPO passes over each batch")
+    minibatches: int = _setting(4, "PPO minibatches per pass")
+    depth: int = _setting(2, "hidden layers of actor and critic")
+    num_cells: int = _setting(64, "units per hidden layer")
+    id_frames: int = _setting(IdentificationOptions.frames, "frames SePS identifies its groups "
+                              "from: its first training frames (--id-policy warmup), or a random "
+                              "policy's before training, counted in its budget (--id-policy random)")
+    id_policy: str = _setting("warmup", "whose frames SePS identifies from: the shared (FuPS) "
+                              "policy it trains first, or a random policy", choices=("warmup", "random"))
+    regroup_every: int | None = _setting(
         None, "SePS identifies again on its last --id-frames frames every FRAMES frames, and "
         "regroups (warm-started) when the partition changed", type=int, metavar="FRAMES")
-    id_epochs: int | None = _option(None, "identification epochs (its default when unset)", type=int)
-    n_groups: int | None = _option(None, "SePS's K (chosen automatically when unset)", type=int)
-    eval_every: int = _option(5, "iterations between evaluations")
-    eval_envs: int = _option(32, "episodes per evaluation (deterministic policy)")
-    device: str = _option("auto", "cpu, cuda, or auto (CUDA when present)")
-    threads: int | None = _option(None, "torch CPU threads (torch's default when unset)", type=int)
-    output: str = _option("runs/vmas_seps", "output folder")
-    logger: str = _option("csv", "TorchRL logger for per-run scalars",
-                          choices=("csv", "tensorboard", "wandb", "none"))
-    gif: bool = _option(True, "save a GIF of the trained SePS policy")
-    progress: bool = _option(True, "progress bars")
+    id_epochs: int | None = _setting(None, "identification epochs (its default when unset)", type=int)
+    n_groups: int | None = _setting(None, "SePS's K (chosen automatically when unset)", type=int)
+    eval_every: int = _setting(5, "iterations between evaluations")
+    eval_envs: int = _setting(32, "episodes per evaluation (deterministic policy)")
+    device: str = _setting("auto", "cpu, cuda, or auto (CUDA when present)")
 
     @property
     def frames_per_batch(self) -> int:
@@ -159,27 +151,12 @@ class Config:
             frames=self.id_frames, n_groups=self.n_groups, seed=seed, progress=progress, **epochs
         )
 
-    @classmethod
-    def add_arguments(cls, parser: argparse.ArgumentParser, names: Sequence[str] | None = None) -> None:
-        """Adds the named settings (all by default) to ``parser`` as ``--kebab-case`` flags,
-        with this class's defaults, types, choices and help."""
-        defaults = cls()
-        specs = {spec.name: spec for spec in fields(cls)}
-        for name in specs if names is None else names:
-            flag = "--" + name.replace("_", "-")
-            parser.add_argument(flag, default=getattr(defaults, name), **specs[name].metadata)
-
-    @classmethod
-    def from_args(cls, args: argparse.Namespace, **settings: Any) -> Config:
-        """The config of parsed flags (those :meth:`add_arguments` added), then ``settings``."""
-        parsed = {spec.name: getattr(args, spec.name) for spec in fields(cls) if hasattr(args, spec.name)}
-        return cls(**{**parsed, **settings})
-
-    def validate(self) -> None:
-        """Fails with a clear message before any training starts."""
-        unknown = sorted(set(self.methods) - set(METHODS))
-        if unknown or not self.methods:
-            raise ValueError(f"--methods must be among {list(METHODS)}, got {self.methods}.")
+    def validate(self, methods: Sequence[str] = METHODS) -> None:
+        """Fails with a clear message before any training starts; ``methods`` are those to be
+        trained (the frame budget must leave SePS a batch after its identification)."""
+        unknown = sorted(set(methods) - set(METHODS))
+        if unknown or not methods:
+            raise ValueError(f"--methods must be among {list(METHODS)}, got {list(methods)}.")
         if self.preset not in PRESETS:
             raise ValueError(f"--preset {self.preset!r} is unknown; presets: {list(PRESETS)}.")
         make_env(self.preset, num_envs=1, **self.env_overrides)  # checks the scenario settings
@@ -191,10 +168,6 @@ class Config:
             raise ValueError(f"--id-policy must be 'warmup' or 'random', got {self.id_policy!r}.")
         if self.regroup_every is not None and self.regroup_every < 1:
             raise ValueError(f"--regroup-every must be positive, got {self.regroup_every}.")
-        if self.logger not in ("csv", "tensorboard", "wandb", "none"):
-            raise ValueError(f"--logger must be csv, tensorboard, wandb or none, got {self.logger!r}.")
-        if not self.seeds:
-            raise ValueError("--seeds needs at least one seed.")
         for name in ("num_envs", "rollout_steps", "ppo_epochs", "minibatches", "eval_every",
                      "eval_envs", "depth", "num_cells"):
             if getattr(self, name) < 1:
@@ -204,17 +177,17 @@ class Config:
                 f"--minibatches ({self.minibatches}) must divide the frames per batch "
                 f"(num_envs * rollout_steps = {self.frames_per_batch})."
             )
-        seps_frames = self.frames - (self.id_frames if "seps" in self.methods else 0)
+        seps_frames = self.frames - (self.id_frames if "seps" in methods else 0)
         if seps_frames < self.frames_per_batch:
             raise ValueError(
                 f"--frames ({self.frames}) leaves {seps_frames} training frames"
-                f"{' after SePS identification' if 'seps' in self.methods else ''}: fewer than one "
+                f"{' after SePS identification' if 'seps' in methods else ''}: fewer than one "
                 f"batch (num_envs * rollout_steps = {self.frames_per_batch})."
             )
 
 
 def choose_groups(
-    method: str, env: EnvBase, config: Config, seed: int
+    method: str, env: EnvBase, config: TrainerConfig, seed: int, progress: bool = False
 ) -> tuple[list[int], IdentificationResult | None]:
     """The groups a method starts training with; for SePS identifying from a random policy also
     the identification result (else ``None``). SePS with a warm-up starts as FuPS."""
@@ -225,23 +198,25 @@ def choose_groups(
         return [0] * n_agents, None
     if method == "oracle":
         return agent_types(env).tolist(), None
-    identification = identify_groups(env, config.identification(seed, config.progress))
-    return identification.groups.tolist(), identification
+    result = identify_groups(env, config.identification(seed, progress), group=config.group)
+    return result.groups.tolist(), result
 
 
-def make_schedule(method: str, env: EnvBase, config: Config, seed: int) -> SePSSchedule | None:
+def make_schedule(method: str, env: EnvBase, config: TrainerConfig, seed: int) -> SePSSchedule | None:
     """SePS's schedule of identifications during training (``None`` for other methods, and for
     SePS identifying once from a random policy)."""
     warm_up = config.id_policy == "warmup"
     if method != "seps" or (not warm_up and config.regroup_every is None):
         return None
     return SePSSchedule(
-        env, config.identification(seed), regroup_every=config.regroup_every, warm_up=warm_up
+        env, config.identification(seed), regroup_every=config.regroup_every, warm_up=warm_up,
+        group=config.group,
     )
 
 
-def make_loss(config: Config, actor: torch.nn.Module, critic: torch.nn.Module) -> LossModule:
-    """IPPO (MAPPO with a centralised critic) or A2C over the agents' entries, with MAGAE."""
+def make_loss(config: TrainerConfig, actor: torch.nn.Module, critic: torch.nn.Module) -> LossModule:
+    """IPPO (MAPPO with a centralised critic) or A2C over the entries of the agent group
+    ``config.group``, with MAGAE."""
     if config.algorithm == "a2c":
         loss = A2CLoss(
             actor, critic, entropy_coeff=config.entropy_coeff, critic_coeff=config.critic_coeff,
@@ -253,20 +228,21 @@ def make_loss(config: Config, actor: torch.nn.Module, critic: torch.nn.Module) -
             actor, critic, clip_epsilon=config.clip_epsilon, entropy_coeff=config.entropy_coeff,
             critic_coeff=config.critic_coeff, loss_critic_type="l2", normalize_advantage=True,
         )
+    group = config.group
     loss.set_keys(
-        reward=("agents", "reward"),
-        action=("agents", "action"),
-        sample_log_prob=("agents", "action_log_prob"),
-        value=("agents", "state_value"),
-        advantage=("agents", "advantage"),
-        value_target=("agents", "value_target"),
+        reward=(group, "reward"),
+        action=(group, "action"),
+        sample_log_prob=(group, "action_log_prob"),
+        value=(group, "state_value"),
+        advantage=(group, "advantage"),
+        value_target=(group, "value_target"),
     )
     lmbda = 1.0 if config.algorithm == "a2c" else config.lmbda
     loss.make_value_estimator(ValueEstimators.MAGAE, gamma=config.gamma, lmbda=lmbda)
     return loss
 
 
-def make_minibatch_buffer(config: Config, device: torch.device) -> TensorDictReplayBuffer:
+def make_minibatch_buffer(config: TrainerConfig, device: torch.device) -> TensorDictReplayBuffer:
     """Holds one batch of transitions and serves it back in shuffled minibatches (PPO)."""
     return TensorDictReplayBuffer(
         storage=LazyTensorStorage(config.frames_per_batch, device=device),
@@ -276,7 +252,7 @@ def make_minibatch_buffer(config: Config, device: torch.device) -> TensorDictRep
 
 
 def update(loss: LossModule, optim: torch.optim.Optimizer, batch: TensorDictBase,
-           buffer: TensorDictReplayBuffer, config: Config) -> TensorDictBase:
+           buffer: TensorDictReplayBuffer, config: TrainerConfig) -> TensorDictBase:
     """One iteration's gradient steps: PPO epochs over shuffled minibatches, or one A2C step.
 
     Returns:
@@ -305,19 +281,20 @@ def update(loss: LossModule, optim: torch.optim.Optimizer, batch: TensorDictBase
 
 
 @torch.no_grad()
-def evaluate(env: EnvBase, actor: torch.nn.Module, max_steps: int) -> float:
-    """Mean team return (sum over agents) of one deterministic episode per env."""
+def evaluate(env: EnvBase, actor: torch.nn.Module, max_steps: int, *, group: str) -> float:
+    """Mean team return (sum over the agents of ``group``) of one deterministic episode per env."""
     with set_exploration_type(ExplorationType.DETERMINISTIC):
         rollout = env.rollout(max_steps, actor, break_when_any_done=False)
-    return rollout["next", "agents", "reward"].sum(dim=(1, 2, 3)).mean().item()
+    return rollout["next", group, "reward"].sum(dim=(1, 2, 3)).mean().item()
 
 
-def team_return_of_finished_episodes(batch: TensorDictBase) -> float | None:
-    """Mean team return of the episodes that ended in a collected batch, if any."""
+def team_return_of_finished_episodes(batch: TensorDictBase, *, group: str) -> float | None:
+    """Mean team return (sum over the agents of ``group``) of the episodes that ended in a
+    collected batch, if any."""
     done = batch["next", "done"].squeeze(-1)
     if not done.any():
         return None
-    episode = batch["next", "agents", "episode_reward"].sum(dim=(-2, -1))
+    episode = batch["next", group, "episode_reward"].sum(dim=(-2, -1))
     return episode[done].mean().item()
 
 
@@ -351,8 +328,8 @@ class Trainer:
     """Everything one method and seed trains with, built by :func:`make_trainer`.
 
     Examples:
-        >>> config = Config(preset="rotnav-2x4", num_envs=2, rollout_steps=10, frames=40,
-        ...                 minibatches=2, num_cells=16, eval_envs=2, progress=False)
+        >>> config = TrainerConfig(preset="rotnav-2x4", num_envs=2, rollout_steps=10, frames=40,
+        ...                        minibatches=2, num_cells=16, eval_envs=2)
         >>> trainer = make_trainer("oracle", seed=0, config=config)
         >>> trainer.groups, trainer.n_parameters
         ([0, 0, 0, 0, 1, 1, 1, 1], 1612)
@@ -372,7 +349,7 @@ class Trainer:
     optim: torch.optim.Optimizer
     buffer: TensorDictReplayBuffer
     collector: Collector
-    config: Config
+    config: TrainerConfig
     schedule: SePSSchedule | None = None  # SePS's identifications during training
     agent_features: torch.Tensor | None = None  # per-agent features the env appends (FuPS+id)
     identifications: list[IdentificationResult] = field(default_factory=list)  # SePS's, in order
@@ -409,7 +386,7 @@ class Trainer:
         """SND of the actor on the agents' observations of ``batch``
         (:func:`~torchrl_seps.diversity.system_neural_diversity`; FuPS+id's appended ids are
         replaced by each agent's own)."""
-        observations = batch["agents", "observation"]
+        observations = batch[self.config.group, "observation"]
         if self.agent_features is not None:
             observations = observations[..., : -self.agent_features.shape[-1]]
         return system_neural_diversity(
@@ -433,22 +410,25 @@ class Trainer:
             start = time.perf_counter()
 
 
-def make_trainer(method: str, seed: int, config: Config) -> Trainer:
-    """Env, groups (SePS: identification), actor, critic, loss, optimizer and collector."""
+def make_trainer(method: str, seed: int, config: TrainerConfig, *, progress: bool = False) -> Trainer:
+    """Env, groups (SePS: identification), actor, critic, loss, optimizer and collector.
+
+    ``progress`` shows the progress bars of SePS's identification from a random policy."""
     torch.manual_seed(seed)
     device = resolve_device(config.device)
     env_options = dict(device=device, **config.env_overrides)
     env = make_env(config.preset, config.num_envs, seed=seed, **env_options)
     eval_env = make_env(config.preset, config.eval_envs, seed=seed + 10_000, **env_options)
-    groups, identification = choose_groups(method, env, config, seed)
+    groups, identification = choose_groups(method, env, config, seed, progress)
     schedule = make_schedule(method, env, config, seed)
     agent_features = None
     if method == "fups_id":
-        identity = AgentIdentityTransform.one_hot(env.n_agents)
+        observation = (config.group, "observation")
+        identity = AgentIdentityTransform.one_hot(env.n_agents, in_key=observation)
         agent_features = identity.features
         env.append_transform(identity)
-        eval_env.append_transform(AgentIdentityTransform.one_hot(env.n_agents))
-    model = dict(depth=config.depth, num_cells=config.num_cells, device=device)
+        eval_env.append_transform(AgentIdentityTransform.one_hot(env.n_agents, in_key=observation))
+    model = dict(group=config.group, depth=config.depth, num_cells=config.num_cells, device=device)
     actor = make_actor(env, groups, **model)
     critic = make_critic(env, groups, centralized=config.centralized_critic, **model)
     loss = make_loss(config, actor, critic)

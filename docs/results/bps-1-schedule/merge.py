@@ -1,6 +1,6 @@
-"""Merge main-job results.csv files (renaming methods) into one table with the package's reporting
-functions: final return mean ± std, frames to 90% (threshold over all merged methods), final SND,
-ARI per seed.
+"""Merge main-job results.csv files (renaming methods) into one table with the benchmarks'
+reporting functions (benchmarks/experiments/reporting.py): final return mean ± std, frames to
+90% (threshold over all merged methods), final SND, ARI per seed.
 
 Usage, from the repository root:
     PYTHONPATH=. python docs/results/bps-1-schedule/merge.py OUT.md DIR[:method=newname] ...
@@ -8,7 +8,7 @@ Usage, from the repository root:
 import csv
 import sys
 
-from torchrl_seps import reporting
+from benchmarks.experiments import reporting
 rows = []
 for spec in sys.argv[2:]:
     folder, *renames = spec.split(":")

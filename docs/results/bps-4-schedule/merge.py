@@ -7,7 +7,7 @@ Usage, from the repository root:
 """
 import csv, glob, sys
 import numpy as np
-from torchrl_seps import reporting
+from benchmarks.experiments import reporting
 from torchrl_seps.plotting import plot_learning_curves
 
 def load(path, rename=None):

@@ -6,7 +6,8 @@ import statistics
 import numpy as np
 import pytest
 
-from torchrl_seps import plotting, reporting
+from experiments import reporting
+from torchrl_seps import plotting
 
 
 def rows_from(curves: dict[str, list[list[float]]], frames: list[int]):

@@ -1,0 +1,88 @@
+"""The settings of a sweep, and the command line of the main job and the benchmarks.
+
+A run trains with a :class:`~torchrl_seps.training.TrainerConfig` (the library's: scenario,
+algorithm, networks, identification, evaluation, device). A sweep adds :class:`SweepConfig`:
+which methods and seeds it runs, where its results go, and how its runs log and show progress.
+Both are dataclasses whose fields carry their help in their metadata; :func:`add_arguments`
+makes fields ``--kebab-case`` flags with their defaults, so a flag means the same in every
+script that takes it.
+"""
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from torchrl_seps.training import METHODS
+
+__all__ = ["LOGGERS", "SweepConfig", "add_arguments", "from_args"]
+
+LOGGERS = ("csv", "tensorboard", "wandb", "none")
+
+
+@dataclass
+class SweepConfig:
+    """What a sweep adds to its runs' :class:`~torchrl_seps.training.TrainerConfig`: the runs,
+    where they go, and how they log and show progress. A sweep resumed or reported with other
+    values of these still holds the same runs.
+
+    Examples:
+        >>> SweepConfig().methods
+        ['nops', 'fups', 'fups_id', 'seps', 'oracle']
+        >>> SweepConfig(seeds=[]).validate()
+        Traceback (most recent call last):
+        ...
+        ValueError: --seeds needs at least one seed.
+    """
+
+    methods: list[str] = field(default_factory=lambda: list(METHODS),
+                               metadata={"help": "methods to compare", "choices": METHODS})
+    seeds: list[int] = field(default_factory=lambda: [0, 1], metadata={"help": "one run per method and seed"})
+    threads: int | None = field(default=None, metadata={
+        "help": "torch CPU threads (torch's default when unset)", "type": int})
+    output: str = field(default="runs/vmas_seps", metadata={"help": "output folder"})
+    logger: str = field(default="csv", metadata={"help": "TorchRL logger for per-run scalars",
+                                                 "choices": LOGGERS})
+    gif: bool = field(default=True, metadata={"help": "save a GIF of the trained SePS policy"})
+    progress: bool = field(default=True, metadata={"help": "progress bars"})
+
+    def validate(self) -> None:
+        """Fails with a clear message before any training starts (the methods are the
+        trainer's to check: :meth:`~torchrl_seps.training.TrainerConfig.validate`)."""
+        if self.logger not in LOGGERS:
+            raise ValueError(f"--logger must be csv, tensorboard, wandb or none, got {self.logger!r}.")
+        if not self.seeds:
+            raise ValueError("--seeds needs at least one seed.")
+
+
+def add_arguments(parser: argparse.ArgumentParser, config_class: type, names: Sequence[str] | None = None) -> None:
+    """Adds the named fields of the dataclass ``config_class`` (all by default) to ``parser`` as
+    ``--kebab-case`` flags, with their defaults, help and the command-line settings of their
+    metadata: a bool is a ``--x`` / ``--no-x`` pair, a list takes one or more values.
+
+    Examples:
+        >>> parser = argparse.ArgumentParser()
+        >>> add_arguments(parser, SweepConfig, ["seeds", "gif"])
+        >>> args = parser.parse_args(["--seeds", "3", "4", "--no-gif"])
+        >>> args.seeds, args.gif
+        ([3, 4], False)
+    """
+    defaults = config_class()
+    specs = {spec.name: spec for spec in fields(config_class)}
+    for name in specs if names is None else names:
+        default = getattr(defaults, name)
+        settings = dict(specs[name].metadata)
+        if isinstance(default, bool):
+            settings["action"] = argparse.BooleanOptionalAction
+        elif isinstance(default, list):
+            settings = {"nargs": "+", "type": type(default[0]), **settings}
+        elif default is not None:
+            settings.setdefault("type", type(default))
+        parser.add_argument("--" + name.replace("_", "-"), default=default, **settings)
+
+
+def from_args(config_class: type, args: argparse.Namespace, **settings: Any) -> Any:
+    """The ``config_class`` of parsed flags (those :func:`add_arguments` added), then ``settings``."""
+    parsed = {spec.name: getattr(args, spec.name) for spec in fields(config_class) if hasattr(args, spec.name)}
+    return config_class(**{**parsed, **settings})
