@@ -23,7 +23,6 @@ from torchrl_seps.scenarios.foraging import EAST, LOAD, NONE, NORTH, SOUTH, WEST
 lbf = pytest.importorskip("lbforaging.foraging.environment")
 chi2_contingency = pytest.importorskip("scipy.stats").chi2_contingency
 
-STEPS_COMPARED = {"steps": 0, "configs": 0}
 
 
 @pytest.fixture(autouse=True)
@@ -78,10 +77,12 @@ def state_of(ref) -> tuple[list, list, np.ndarray]:
 
 
 class Pair:
-    """``num_envs`` reference envs and one batched env, stepped in lockstep and compared."""
+    """``num_envs`` reference envs and one batched env, stepped in lockstep and compared;
+    ``steps`` counts the env-steps compared."""
 
     def __init__(self, config: dict, num_envs: int, seed: int = 0):
         self.config = config
+        self.steps = 0
         self.refs = [reference(config, seed + e) for e in range(num_envs)]
         self.env = LevelBasedForaging(num_envs=num_envs, seed=seed, **config)
 
@@ -128,7 +129,7 @@ class Pair:
             # the reference ends the episode when the food is gone (no time limit here)
             np.testing.assert_array_equal(out["terminated"].numpy()[live_envs, 0], ends[live_envs])
             assert not out["truncated"].any()
-        STEPS_COMPARED["steps"] += len(live_envs)
+        self.steps += len(live_envs)
         self.td = out
         return rewards, ends
 
@@ -177,6 +178,7 @@ def test_random_states_and_actions_match_the_reference():
     rng = np.random.default_rng(1234)
     num_envs, steps, configs = 16, 25, 40
     events = {"loads": 0, "failed": 0, "shared_cell": 0, "ends": 0}
+    compared = 0
     for k in range(configs):
         config = random_config(rng)
         config["max_food_level"] = 3 * config["max_player_level"]  # bounds of the random foods
@@ -198,9 +200,10 @@ def test_random_states_and_actions_match_the_reference():
             live &= ~ends
             if not live.any():
                 break
-        STEPS_COMPARED["configs"] += 1
-    # the random play exercised the rules that matter
+        compared += pair.steps
+    # the random play exercised the rules that matter, over thousands of compared steps
     assert all(count > 20 for count in events.values()), events
+    assert compared > configs * num_envs * 5, compared
 
 
 def test_spawned_episodes_match_the_reference():
@@ -227,7 +230,7 @@ def test_spawned_episodes_match_the_reference():
             actions = rng.integers(0, 6, size=(num_envs, config["players"]))
             _, ends = pair.step(actions, live)
             live &= ~ends
-        STEPS_COMPARED["configs"] += 1
+        assert pair.steps > num_envs * 10, (config, pair.steps)  # most episodes last a while
 
 
 # --------------------------------------------------------------------------- forced edge cases
@@ -489,7 +492,6 @@ def test_preset_matches_the_reference_for_fifty_steps(device):
             np.testing.assert_array_equal(cpu["agents", "observation"][e].numpy(), np.stack(obs))
             np.testing.assert_array_equal(cpu["agents", "reward"][e, :, 0].numpy(), np.float32(reward))
             assert bool(cpu["done"][e]) == bool(done)
-            STEPS_COMPARED["steps"] += 1
             live[e] = not done
         td = out
 
@@ -558,9 +560,3 @@ def test_partial_reset(sight):
         obs, reward, _, _, _ = ref.step(actions[e].tolist())
         np.testing.assert_array_equal(step["agents", "observation"][e].numpy(), np.stack(obs))
         np.testing.assert_array_equal(step["agents", "reward"][e, :, 0].numpy(), np.float32(reward))
-
-
-def test_zz_report_steps_compared():
-    """Runs last in this module: the number of steps the differential tests compared."""
-    print(f"\nLBF differential tests: {STEPS_COMPARED['steps']} env-steps compared over "
-          f"{STEPS_COMPARED['configs']} configurations, 0 mismatches")

@@ -15,6 +15,8 @@ reference are untouched. The colour mechanics are checked against their definiti
 """
 from __future__ import annotations
 
+import collections
+
 import numpy as np
 import pytest
 import torch
@@ -31,7 +33,6 @@ nx_filters = pytest.importorskip("networkx.classes.filters")
 chi2_contingency = pytest.importorskip("scipy.stats").chi2_contingency
 
 UP, DOWN, WEST, EAST = range(4)
-STEPS_COMPARED = {"steps": 0, "events": {}}
 
 
 class _GraphOrderNodes:
@@ -125,7 +126,11 @@ def classify(state: dict, actions: np.ndarray, rows: int, cols: int) -> dict:
 
 
 class Pair:
-    """``num_envs`` reference envs and one batched env, stepped in lockstep and compared."""
+    """``num_envs`` reference envs and one batched env, stepped in lockstep and compared.
+
+    ``steps`` counts the env-steps compared, ``events`` the conflict events of the steps
+    (:func:`classify`) and the deliveries.
+    """
 
     def __init__(self, config: dict, num_envs: int, seed: int = 0):
         self.refs = [reference(config, seed + e) for e in range(num_envs)]
@@ -136,6 +141,8 @@ class Pair:
         self.uniform = torch.zeros(num_envs)
         self.env._uniform = lambda: self.uniform.clone()
         self.rng = np.random.default_rng(seed)
+        self.steps = 0
+        self.events: collections.Counter = collections.Counter()
 
     def set(self, states: list[dict]) -> None:
         """Same state in both; compares the observations of it."""
@@ -165,11 +172,10 @@ class Pair:
             np.testing.assert_array_equal(out["agents", "observation"][e].numpy(), np.stack(obs))
             rewards[e] = reward
             assert not done and not truncated and not out["done"][e]
-            for name, count in classify(before[e], actions[e], ref.grid_size[0], ref.grid_size[1]).items():
-                STEPS_COMPARED["events"][name] = STEPS_COMPARED["events"].get(name, 0) + count
-            STEPS_COMPARED["events"]["deliveries"] = STEPS_COMPARED["events"].get("deliveries", 0) + int(sum(reward))
+            self.events.update(classify(before[e], actions[e], ref.grid_size[0], ref.grid_size[1]))
+            self.events["deliveries"] += int(sum(reward))
         np.testing.assert_array_equal(out["agents", "reward"][..., 0].numpy(), rewards)
-        STEPS_COMPARED["steps"] += len(self.refs)
+        self.steps += len(self.refs)
         self.td = out
         return rewards
 
@@ -228,10 +234,15 @@ CONFIGS = [
 ]
 
 
+CONFLICTS = ("two onto one cell", "into an occupied cell", "head-on swap", "agents on a cycle of 4+",
+             "toggle load", "carrying and moving", "deliveries")
+
+
 @pytest.mark.parametrize("config", CONFIGS)
 def test_random_states_and_actions_match_the_reference(config):
-    """Random reachable states, random actions (FORWARD often), zero mismatches."""
-    rng = np.random.default_rng(len(STEPS_COMPARED["events"]) + config["n_agents"])
+    """Random reachable states, random actions (FORWARD often), zero mismatches; the random play
+    reached every conflict rule several times."""
+    rng = np.random.default_rng(config["n_agents"])
     num_envs, rounds, steps = 16, 6, 12
     pair = Pair(config, num_envs, seed=config["n_agents"])
     for k in range(rounds):
@@ -239,6 +250,8 @@ def test_random_states_and_actions_match_the_reference(config):
         for _ in range(steps):
             actions = rng.choice(5, size=(num_envs, config["n_agents"]), p=[0.1, 0.5, 0.1, 0.1, 0.2])
             pair.step(actions)
+    assert pair.steps == num_envs * rounds * steps
+    assert all(pair.events[name] >= 5 for name in CONFLICTS), pair.events
 
 
 def test_episodes_from_resets_match_the_reference():
@@ -251,14 +264,7 @@ def test_episodes_from_resets_match_the_reference():
     pair.set([{k: v[e].numpy() for k, v in state.items()} for e in range(8)])
     for _ in range(150):
         pair.step(rng.integers(0, 5, size=(8, 4)))
-
-
-def test_the_conflict_events_were_exercised():
-    """Runs after the random differential tests of this module: the rules were reached."""
-    events = STEPS_COMPARED["events"]
-    for name in ("two onto one cell", "into an occupied cell", "head-on swap", "agents on a cycle of 4+",
-                 "toggle load", "carrying and moving", "deliveries"):
-        assert events.get(name, 0) >= 10, events
+    assert pair.steps == 8 * 150 and pair.events["toggle load"] > 0
 
 
 # --------------------------------------------------------------------------- forced cases
@@ -616,9 +622,3 @@ def test_one_hot_actions_partial_reset_and_render(tmp_path):
     fresh = ColouredWarehouse(num_envs=3, n_agents=4, shelf_rows=1, shelf_columns=3, seed=0)
     expected = fresh.set_state(after)["agents", "observation"]
     assert torch.equal(out["agents", "observation"][mask], expected[mask])
-
-
-def test_zz_report_steps_compared():
-    """Runs last in this module: the number of steps the differential tests compared."""
-    print(f"\nC-RWARE differential tests: {STEPS_COMPARED['steps']} env-steps compared, "
-          f"0 mismatches; events {STEPS_COMPARED['events']}")
