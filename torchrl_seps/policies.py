@@ -17,6 +17,17 @@ def _agent_keys(group: str) -> tuple[NestedKey, NestedKey]:
     return (group, "observation"), (group, "action")
 
 
+def _grouped_mlp(
+    env: EnvBase, groups: GroupsLike, n_outputs: int, group: str, **network
+) -> GroupedMultiAgentMLP:
+    """The network of ``group``'s agents: each agent's observation in, ``n_outputs`` out."""
+    obs_key, action_key = _agent_keys(group)
+    n_agents = env.full_action_spec_unbatched[action_key].shape[0]
+    return GroupedMultiAgentMLP(
+        env.observation_spec[obs_key].shape[-1], n_outputs, n_agents, groups=groups, **network
+    )
+
+
 def make_actor(
     env: EnvBase,
     groups: GroupsLike,
@@ -43,19 +54,11 @@ def make_actor(
     """
     obs_key, action_key = _agent_keys(group)
     spec = env.full_action_spec_unbatched[action_key]
-    n_agents = spec.shape[0]
     discrete = isinstance(spec, (CategoricalSpec, OneHotSpec))
     n_outputs = spec.space.n if discrete else 2 * spec.shape[-1]
-    net = GroupedMultiAgentMLP(
-        env.observation_spec[obs_key].shape[-1],
-        n_outputs,
-        n_agents,
-        groups=groups,
-        centralized=False,
-        depth=depth,
-        num_cells=num_cells,
-        activation_class=activation_class,
-        device=device,
+    net = _grouped_mlp(
+        env, groups, n_outputs, group, centralized=False, depth=depth, num_cells=num_cells,
+        activation_class=activation_class, device=device,
     )
     if discrete:
         params = [(group, "logits")]
@@ -104,17 +107,8 @@ def make_critic(
         >>> critic(env.reset())["agents", "state_value"].shape
         torch.Size([2, 3, 1])
     """
-    obs_key, action_key = _agent_keys(group)
-    n_agents = env.full_action_spec_unbatched[action_key].shape[0]
-    net = GroupedMultiAgentMLP(
-        env.observation_spec[obs_key].shape[-1],
-        1,
-        n_agents,
-        groups=groups,
-        centralized=centralized,
-        depth=depth,
-        num_cells=num_cells,
-        activation_class=activation_class,
-        device=device,
+    net = _grouped_mlp(
+        env, groups, 1, group, centralized=centralized, depth=depth, num_cells=num_cells,
+        activation_class=activation_class, device=device,
     )
-    return ValueOperator(net, in_keys=[obs_key], out_keys=[(group, "state_value")])
+    return ValueOperator(net, in_keys=[(group, "observation")], out_keys=[(group, "state_value")])
