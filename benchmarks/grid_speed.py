@@ -36,6 +36,7 @@ import time
 import numpy as np
 import torch
 
+from experiments.config import SweepConfig, add_arguments
 from experiments.reporting import markdown_header, markdown_row
 from experiments.timing import device_label, timed
 from torchrl_seps.scenarios import PRESETS, ColouredWarehouse, LevelBasedForaging, make_env
@@ -109,7 +110,7 @@ def main() -> None:
     parser.add_argument("--ref-steps", type=int, default=5000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    add_arguments(parser, SweepConfig, ["threads"])
     args = parser.parse_args()
     device = torch.device(args.device)
     if args.threads is not None:
