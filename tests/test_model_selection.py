@@ -152,7 +152,7 @@ def test_tied_errors_match_a_loop_over_frames_agents_and_groups():
     embeddings = torch.randn(4, loss.encoder.latent_dim)
     partitions = {1: [0, 0, 0, 0], 2: [0, 0, 1, 1], 4: [0, 1, 2, 3]}
     unit = torch.arange(data.shape[0]) % 7
-    errors, counts = tied_heldout_errors(loss, data, unit, embeddings, partitions)
+    errors, counts = tied_heldout_errors(loss, data, unit, embeddings, partitions, weighting="loss")
     assert counts.tolist() == [4.0 * (unit == u).sum().item() for u in range(7)]
 
     def error_per_unit(latent):  # [7]: summed over frames and agents of each unit
@@ -185,12 +185,34 @@ def test_tied_errors_take_the_better_way_of_sharing():
     unit = torch.arange(data.shape[0]) % 5
     far = torch.tensor([[6.0, 0, 0, 0, 0], [-6.0, 0, 0, 0, 0], [0, 6.0, 0, 0, 0], [0, -6.0, 0, 0, 0]])
     one = {1: [0, 0, 0, 0]}
-    scattered, _ = tied_heldout_errors(loss, data, unit, far, one)
-    at_mean, _ = tied_heldout_errors(loss, data, unit, torch.zeros(4, 5), one)
+    scattered, _ = tied_heldout_errors(loss, data, unit, far, one, weighting="loss")
+    at_mean, _ = tied_heldout_errors(loss, data, unit, torch.zeros(4, 5), one, weighting="loss")
     with torch.no_grad():
         swap = sum(loss.reconstruction_error(data, latent=far[j].expand(4, -1)).sum() for j in range(4)) / 4
     expected = min(swap.item(), at_mean.sum().item())
     assert scattered.sum().item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_likelihood_weights_are_one_over_k_equals_n_s_error_per_feature():
+    env = noisy([0, 0, 1, 1], num_envs=4)
+    loss = identity_model(env)
+    data = collect_transitions(env, 200)
+    fit_identity(loss, data, epochs=1, batch_size=50)
+    embeddings = torch.randn(4, loss.encoder.latent_dim)
+    unit = torch.arange(data.shape[0]) % 5
+    scorer = TiedErrors(loss, data, unit, embeddings)
+    with torch.no_grad():  # a plain loop over frames: predictions against standardised targets
+        squared = torch.stack([loss.squared_errors(data[t : t + 1], latent=embeddings)[0] for t in range(200)])
+    mse = squared.double().mean((0, 1))
+    expected = 1.0 / (mse.clamp(min=0.01) * mse.numel())
+    torch.testing.assert_close(scorer.feature_weights.double(), expected, rtol=1e-4, atol=0)
+    weighted = (squared.double() * expected).sum(-1)  # [frames, agents]
+    reference = torch.stack([weighted[unit == u].sum() for u in range(5)])
+    torch.testing.assert_close(scorer.reference, reference, rtol=1e-4, atol=1e-6)
+    if (mse > 0.01).all():  # no feature floored: K = N scores one per transition and agent
+        assert (scorer.reference.sum() / scorer.counts.sum()).item() == pytest.approx(1.0, rel=1e-5)
+    with pytest.raises(ValueError, match="weighting must be one of"):
+        TiedErrors(loss, data, unit, embeddings, weighting="mse")
 
 
 # -- the whole rule on a synthetic identity problem with known truth ------------------------

@@ -807,8 +807,8 @@ def identify_from_transitions(
     )
     timings["fit"] = time.perf_counter() - start
     logger.info(
-        "fitted the identity model in %.1f s: epoch %d of %d kept, validation loss %.4f",
-        timings["fit"], history.best_epoch, len(history.loss), history.validation[history.best_epoch - 1],
+        "fitted the identity model in %.1f s: epoch %d of %d kept, training loss %.4f",
+        timings["fit"], history.best_epoch, len(history.loss), history.loss[history.best_epoch - 1],
     )
 
     start = time.perf_counter()

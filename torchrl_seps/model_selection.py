@@ -11,7 +11,8 @@ three steps:
    :class:`~torchrl_seps.clustering.PartitionTree`) is scored by the fitted model's error on the
    held-out transitions with the embeddings *tied* within groups: the members of a group share
    one identity, their mean embedding or each member's embedding in turn. K = N is the model
-   as fitted; K = 1 gives every agent one shared identity.
+   as fitted; K = 1 gives every agent one shared identity. Each target feature's error is
+   weighed by how well K = N predicts it (a Gaussian log-likelihood).
 3. The chosen K is the smallest whose held-out loss, with either way of tying, is not worse
    than that of the finest candidate (K = N: every agent its own identity, the model as
    fitted) beyond the noise of the held-out estimate, judged by a one-sided paired bootstrap
@@ -79,6 +80,12 @@ MIN_HELDOUT_UNITS = 8
 _CHUNK_ROWS = 2**15
 #: Searches of :func:`choose_partition`.
 SEARCHES = ("bisection", "exhaustive")
+#: How :class:`TiedErrors` weighs the target features.
+WEIGHTINGS = ("likelihood", "loss")
+# Smallest per-feature mean squared error the likelihood weighting divides by: targets are
+# standardised, so 1 is a feature the model does not predict at all and a feature predicted
+# better than this weighs at most 100 times as much
+_MSE_FLOOR = 1e-2
 
 
 def _units(data: TensorDictBase, n_units: int) -> torch.Tensor:
@@ -151,7 +158,12 @@ def split_heldout(
 
 
 def agent_unit_errors(
-    loss: IdentityLoss, heldout: TensorDictBase, unit: torch.Tensor, latent: torch.Tensor, n_units: int
+    loss: IdentityLoss,
+    heldout: TensorDictBase,
+    unit: torch.Tensor,
+    latent: torch.Tensor,
+    n_units: int,
+    feature_weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Summed reconstruction error of every agent over every unit's frames, each agent using
     its row of ``latent``: float64 of shape ``[N, U]``. The decoder runs over chunks of about
@@ -159,9 +171,22 @@ def agent_unit_errors(
     errors = torch.zeros(latent.shape[0], n_units, dtype=torch.float64)
     chunk = max(1, _CHUNK_ROWS // latent.shape[0])
     for start in range(0, heldout.shape[0], chunk):
-        per_frame = loss.reconstruction_error(heldout[start : start + chunk], latent=latent)
+        per_frame = loss.reconstruction_error(
+            heldout[start : start + chunk], latent=latent, feature_weights=feature_weights
+        )
         errors.index_add_(1, unit[start : start + chunk], per_frame.double().cpu().T)
     return errors
+
+
+def feature_mse(loss: IdentityLoss, heldout: TensorDictBase, latent: torch.Tensor) -> torch.Tensor:
+    """Mean squared error of every standardised target feature over ``heldout``'s transitions
+    and agents, each agent using its row of ``latent``: float64 of shape ``[features]``."""
+    total = 0.0
+    chunk = max(1, _CHUNK_ROWS // latent.shape[0])
+    for start in range(0, heldout.shape[0], chunk):
+        errors = loss.squared_errors(heldout[start : start + chunk], latent=latent)
+        total = total + errors.flatten(0, -2).double().sum(0).cpu()
+    return total / (heldout.shape[0] * latent.shape[0])
 
 
 class TiedErrors:
@@ -185,10 +210,19 @@ class TiedErrors:
     member, while swapping pays for the cluster's spread. Singletons use their own embedding
     either way, so K = N is the model as fitted (:attr:`reference`).
 
-    The error is :meth:`~torchrl_seps.objectives.IdentityLoss.reconstruction_error`. Building
-    the scorer costs one pass of the decoder over the held-out data (the reference); a candidate
-    costs one more for the mean and one per partner beyond the member itself, at most
-    ``max_partners`` in all, each pass linear in the number of agents.
+    The error is :meth:`~torchrl_seps.objectives.IdentityLoss.reconstruction_error` with one
+    weight per target feature. With ``weighting="likelihood"`` (the default) a feature weighs
+    one over K = N's mean squared error on it over the held-out data (floored at 0.01 of the
+    feature's variance), divided by the number of features: the error becomes a Gaussian
+    log-likelihood with each feature's noise measured, and K = N scores 1. A difference that
+    shows in a few features the model predicts well (the velocity that an action sets) then
+    counts as much as it is certain, instead of drowning in features it cannot predict (a
+    shared reward). The weights come from K = N alone, fixed before any candidate is scored.
+    ``weighting="loss"`` keeps the training loss's weights (every target weighs one, spread
+    over its features). Building the scorer costs two passes of the decoder over the held-out
+    data (the weights and the reference); a candidate costs one more for the mean and one per
+    partner beyond the member itself, at most ``max_partners`` in all, each pass linear in the
+    number of agents.
 
     Args:
         loss (IdentityLoss): the fitted identity model.
@@ -199,10 +233,14 @@ class TiedErrors:
     Keyword Args:
         max_partners (int, optional): members whose embeddings each member is predicted with,
             itself included. Defaults to ``4``.
+        weighting (str, optional): ``"likelihood"`` or ``"loss"`` (see above). Defaults to
+            ``"likelihood"``.
 
     Attributes:
         reference (Tensor): K = N's error per unit, float64 of shape ``[U]``.
         counts (Tensor): (frame, agent) pairs per unit, float64 of shape ``[U]``.
+        feature_weights (Tensor or None): the weight of every target feature (``None`` with
+            ``weighting="loss"``: the loss's own).
     """
 
     def __init__(
@@ -213,19 +251,28 @@ class TiedErrors:
         embeddings: torch.Tensor,
         *,
         max_partners: int = 4,
+        weighting: str = "likelihood",
     ) -> None:
         self.max_partners = check_int("max_partners", max_partners)
+        if weighting not in WEIGHTINGS:
+            raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {weighting!r}.")
         self._loss, self._heldout, self._unit = loss, heldout, unit
         self._embeddings = embeddings.to(loss.target_loc)
         self.n_agents = self._embeddings.shape[0]
         self.n_units = int(unit.max()) + 1
         with torch.no_grad():
+            self.feature_weights = None
+            if weighting == "likelihood":
+                mse = feature_mse(loss, heldout, self._embeddings).clamp(min=_MSE_FLOOR)
+                self.feature_weights = (1.0 / (mse * mse.numel())).to(loss.target_loc)
             self._own = self._errors(self._embeddings)  # [N, U]
         self.reference = self._own.sum(0)
         self.counts = torch.bincount(unit, minlength=self.n_units).double() * self.n_agents
 
     def _errors(self, latent: torch.Tensor) -> torch.Tensor:
-        return agent_unit_errors(self._loss, self._heldout, self._unit, latent, self.n_units)
+        return agent_unit_errors(
+            self._loss, self._heldout, self._unit, latent, self.n_units, self.feature_weights
+        )
 
     def _labels(self, labels: np.ndarray | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         labels = torch.as_tensor(labels, dtype=torch.long, device=self._embeddings.device)
@@ -281,6 +328,7 @@ def tied_heldout_errors(
     partitions: Mapping[int, np.ndarray | torch.Tensor],
     *,
     max_partners: int = 4,
+    weighting: str = "likelihood",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The held-out error of every candidate partition, summed per unit (:class:`TiedErrors`).
 
@@ -293,13 +341,14 @@ def tied_heldout_errors(
 
     Keyword Args:
         max_partners (int, optional): as :class:`TiedErrors`. Defaults to ``4``.
+        weighting (str, optional): as :class:`TiedErrors`. Defaults to ``"likelihood"``.
 
     Returns:
         ``(errors, counts)``: ``errors[c, u]`` is the summed error of candidate ``c`` (in the
         order of ``partitions``) over unit ``u``'s frames and agents, float64 of shape
         ``[C, U]``; ``counts[u]`` the number of (frame, agent) pairs of unit ``u``.
     """
-    scorer = TiedErrors(loss, heldout, unit, embeddings, max_partners=max_partners)
+    scorer = TiedErrors(loss, heldout, unit, embeddings, max_partners=max_partners, weighting=weighting)
     return torch.stack([scorer(labels) for labels in partitions.values()]), scorer.counts
 
 

@@ -152,6 +152,10 @@ class IdentityLoss(LossModule):
         self.register_buffer("observation_scale", torch.ones(decoder.observation_dim))
         self.register_buffer("target_loc", torch.zeros(n_targets))
         self.register_buffer("target_scale", torch.ones(n_targets))
+        self.register_buffer(
+            "feature_weights",
+            torch.cat([torch.full((dim,), 1.0 / dim) for dim in self._target_dims().values()]),
+        )
 
     @property
     def in_keys(self) -> list[NestedKey]:
@@ -277,36 +281,20 @@ class IdentityLoss(LossModule):
         self.target_loc.copy_(target_loc)
         self.target_scale.copy_(target_scale)
 
-    def reconstruction_error(
+    def squared_errors(
         self, tensordict: TensorDictBase, latent: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """The reconstruction error of every transition and agent, shape ``(*batch, n_agents)``
-        (``(*batch, n)`` for data holding ``n`` agents by ``agent_index``).
-
-        For each target, the squared error averaged over its standardised features; summed over
-        targets. :meth:`forward`'s ``loss_reconstruction`` is its mean.
+        """The squared error of every standardised target feature, of every transition and agent:
+        shape ``(*batch, n_agents, features)`` (``(*batch, n, features)`` for data holding ``n``
+        agents by ``agent_index``), features in the order of :meth:`raw_targets`.
 
         Args:
             tensordict (TensorDictBase): transitions, as for :meth:`forward`.
             latent (Tensor, optional): the identity latent of every agent, shape
                 ``[n_agents, latent_dim]`` (row ``i`` for agent ``i``), used for every
                 transition: e.g. the encoder means (a deterministic prediction) or each group's
-                mean embedding. ``None`` (the
-                default) draws one latent per transition and agent from the encoder, as in
-                training.
-
-        Examples:
-            >>> import torch
-            >>> from tensordict import TensorDict
-            >>> from torchrl_seps.modules import IdentityDecoder, IdentityEncoder
-            >>> loss = IdentityLoss(IdentityEncoder(3, 2), IdentityDecoder(2, 4, 5, categorical_actions=True))
-            >>> data = TensorDict({
-            ...     "agents": {"observation": torch.randn(16, 3, 4), "action": torch.randint(5, (16, 3))},
-            ...     "next": {"agents": {"observation": torch.randn(16, 3, 4), "reward": torch.randn(16, 3, 1)}},
-            ... }, batch_size=[16])
-            >>> loc, _ = loss.encoder.agent_distribution()
-            >>> loss.reconstruction_error(data, latent=loc).shape
-            torch.Size([16, 3])
+                mean embedding. ``None`` (the default) draws one latent per transition and agent
+                from the encoder, as in training.
         """
         observation = self._observation(tensordict)
         target = (self.raw_targets(tensordict) - self.target_loc) / self.target_scale
@@ -337,12 +325,43 @@ class IdentityLoss(LossModule):
         )
         outputs = self.decoder(inputs)
         predictions = dict(zip(TARGETS, (outputs.get(key) for key in self.decoder.out_keys)))
-        return sum(
-            (predictions[name] - part).pow(2).mean(-1)
-            for name, part in zip(
-                self.targets, target.split(list(self._target_dims().values()), dim=-1)
-            )
-        )
+        prediction = torch.cat([predictions[name] for name in self.targets], dim=-1)
+        return (prediction - target).pow(2)
+
+    def reconstruction_error(
+        self,
+        tensordict: TensorDictBase,
+        latent: torch.Tensor | None = None,
+        feature_weights: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The reconstruction error of every transition and agent, shape ``(*batch, n_agents)``
+        (``(*batch, n)`` for data holding ``n`` agents by ``agent_index``).
+
+        By default, for each target the squared error averaged over its standardised features,
+        summed over targets: :attr:`feature_weights` weighs each feature of a target by one over
+        the target's number of features. :meth:`forward`'s ``loss_reconstruction`` is its mean.
+
+        Args:
+            tensordict (TensorDictBase): transitions, as for :meth:`forward`.
+            latent (Tensor, optional): as :meth:`squared_errors`.
+            feature_weights (Tensor, optional): a weight per target feature in place of
+                :attr:`feature_weights`.
+
+        Examples:
+            >>> import torch
+            >>> from tensordict import TensorDict
+            >>> from torchrl_seps.modules import IdentityDecoder, IdentityEncoder
+            >>> loss = IdentityLoss(IdentityEncoder(3, 2), IdentityDecoder(2, 4, 5, categorical_actions=True))
+            >>> data = TensorDict({
+            ...     "agents": {"observation": torch.randn(16, 3, 4), "action": torch.randint(5, (16, 3))},
+            ...     "next": {"agents": {"observation": torch.randn(16, 3, 4), "reward": torch.randn(16, 3, 1)}},
+            ... }, batch_size=[16])
+            >>> loc, _ = loss.encoder.agent_distribution()
+            >>> loss.reconstruction_error(data, latent=loc).shape
+            torch.Size([16, 3])
+        """
+        weights = self.feature_weights if feature_weights is None else feature_weights
+        return self.squared_errors(tensordict, latent) @ weights.to(self.target_loc)
 
     def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
         reconstruction = self.reconstruction_error(tensordict).mean()
