@@ -38,13 +38,15 @@ from dataclasses import dataclass, field
 
 import torch
 from tensordict.utils import NestedKey
-from torchrl.envs import EnvBase, SerialEnv, Transform, TransformedEnv
+from torchrl.envs import EnvBase, SerialEnv, StepCounter, Transform, TransformedEnv
+from torchrl.envs.libs.vmas import VmasEnv
 
 from experiments.config import SweepConfig, add_arguments
 from experiments.reporting import markdown_table
 from torchrl_seps import identify_groups
 from torchrl_seps.clustering import AgentClustering, adjusted_rand_index
 from torchrl_seps.scenarios import agent_types, make_env
+from torchrl_seps.scenarios.presets import VMAS_MAX_STEPS
 
 
 @dataclass(frozen=True)
@@ -132,6 +134,25 @@ def mpe_spread(kind: str, n_agents: int = 4) -> Callable[[int, int], EnvBase]:
     return build
 
 
+def balance_shuffled_spawns(num_envs: int, seed: int) -> EnvBase:
+    """VMAS's ``balance`` (3 agents) with the agents' spawn places under the line shuffled in
+    every episode: VMAS puts agent i at the i-th place, always."""
+    from vmas.scenarios.balance import Scenario
+
+    class ShuffledSpawns(Scenario):
+        def reset_world_at(self, env_index: int | None = None) -> None:
+            super().reset_world_at(env_index)
+            places = torch.stack([agent.state.pos.clone() for agent in self.world.agents])
+            order = torch.rand(places.shape[:2], device=places.device).argsort(0)  # per env
+            places = places.gather(0, order.unsqueeze(-1).expand_as(places))
+            for agent, place in zip(self.world.agents, places):
+                agent.set_pos(place if env_index is None else place[env_index], batch_index=env_index)
+
+    base = VmasEnv(ShuffledSpawns(), num_envs=num_envs, seed=seed, n_agents=3,
+                   continuous_actions=False, categorical_actions=True)
+    return TransformedEnv(base, StepCounter(max_steps=VMAS_MAX_STEPS))  # as make_env("balance")
+
+
 def vmas_navigation(kind: str, n_agents: int = 4) -> Callable[[int, int], EnvBase]:
     """VMAS's own ``navigation`` (discrete moves), the second half of the agents with negated
     or rotated moves (``kind``), or none (``"same"``)."""
@@ -165,6 +186,9 @@ ZOO = [
     _exchangeable("simple_spread-3", "simple_spread", 3, "MPE: same body; landmarks covered by any agent, shared reward"),
     _exchangeable("discovery-5", "discovery", 5, "same body; targets found by any agent, same reward rule"),
     _exchangeable("balance-3", "balance", 3, "same body; all lift one package, shared reward"),
+    Task("balance-3-shuffled-spawns", "balance", {}, (0, 0, 0),
+         "as balance-3, the agents' spawn places under the line shuffled every episode",
+         build=balance_shuffled_spawns),
     Task("simple_tag-adversaries", "simple_tag", {}, (0, 0, 0),
          "MPE: the 3 chasers (TorchRL group 'adversary') share body and reward", "adversary"),
     _exchangeable("transport-4", "transport", 4, "same body; all push one package to one goal, shared reward"),
