@@ -14,7 +14,7 @@ import torchrl_seps
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
-PAGES = [ROOT / "README.md", ROOT / "CONTRIBUTING.md"] + sorted(
+PAGES = [ROOT / "README.md", ROOT / "CONTRIBUTING.md", ROOT / "benchmarks" / "README.md"] + sorted(
     path for path in DOCS.rglob("*.md") if "_build" not in path.parts
 )
 
