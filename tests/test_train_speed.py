@@ -15,7 +15,8 @@ def test_table_has_a_row_per_method_relative_to_fups():
     assert rows[0][4] == "1.00x"
     for method, _, iteration, fps, ratio in rows:
         # 2 envs x 50 steps per iteration
-        assert float(fps) == pytest.approx(100 / (float(iteration.removesuffix(" ms")) / 1e3), rel=0.01)
+        # frames/s is printed as an integer: within 1% or its rounding
+        assert float(fps) == pytest.approx(100 / (float(iteration.removesuffix(" ms")) / 1e3), rel=0.01, abs=0.5)
         assert float(ratio.removesuffix("x")) > 0
 
 

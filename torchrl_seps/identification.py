@@ -636,6 +636,17 @@ class IdentificationResult:
         heldout_frames (int): frames held out to choose K (0 when K was given).
         encoder (IdentityEncoder): the fitted encoder.
         clustering (AgentClustering): the k-means settings (used when K is given).
+
+    Examples:
+        >>> from torchrl.envs.libs.vmas import VmasEnv
+        >>> env = VmasEnv("navigation", num_envs=4, n_agents=3, seed=0)
+        >>> result = identify_groups(env, frames=256, epochs=1, batch_size=32, n_groups=2, seed=0)
+        >>> result.n_groups, result.groups.shape, result.embeddings.shape
+        (2, torch.Size([3]), torch.Size([3, 5]))
+        >>> result.decision, result.evidence, result.heldout_frames  # K given: nothing held out
+        ('given', None, 0)
+        >>> result.frames
+        256
     """
 
     groups: torch.Tensor
