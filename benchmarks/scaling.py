@@ -131,21 +131,24 @@ def identification_part(args: argparse.Namespace, argv: list[str]) -> None:
             f"{stage} {exponent(fitted, [medians[n][stage] for n in fitted]):.2f}"
             for stage in [*STAGES, "total"]) + " (choose K is the 'cluster' stage)")
     if args.plot:
-        _plot(medians, args.plot)
+        _plot(medians, fitted, args.plot)
 
 
-def _plot(medians: dict[int, dict], path: str) -> None:
+def _plot(medians: dict[int, dict], fitted: list[int], path: str) -> None:
+    """Each stage's median seconds against N (log-log), with its exponent over ``fitted``."""
     import matplotlib.pyplot as plt
 
     agents = sorted(medians)
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = plt.subplots(figsize=(6, 5))
     for stage, label in zip(STAGES, ["collect (the env)", "fit", "choose K"]):
-        seconds = [medians[n][stage] for n in agents]
-        ax.loglog(agents, seconds, "o-", label=f"{label}: slope {exponent(agents, seconds):.2f}")
-    ax.set_xlabel("agents (three colours)")
+        slope = exponent(fitted, [medians[n][stage] for n in fitted])
+        ax.loglog(agents, [medians[n][stage] for n in agents], "o-",
+                  label=f"{label}: exponent {slope:.2f} over N = {fitted[0]}..{fitted[-1]}")
+    ax.axvspan(fitted[0], fitted[-1], color="0.92", zorder=0)
+    ax.set_xlabel("agents (three colours; shaded: the range of the fitted exponents)")
     ax.set_ylabel("seconds (median over seeds)")
     ax.set_title("Identification cost against team size")
-    ax.legend()
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.15), fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     print(f"\nplot: {path}")
