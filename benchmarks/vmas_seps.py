@@ -648,7 +648,7 @@ def listed(names: Sequence[str]) -> str:
             folders[folder] += 1
         else:
             files.append(name)
-    return ", ".join([*files, *(f"{folder}/ ({count} runs)" for folder, count in folders.items())])
+    return ", ".join([*files, *(f"{folder}/ ({count} run{'s' * (count != 1)})" for folder, count in folders.items())])
 
 
 # ---------------------------------------------------------------------------------------------

@@ -48,8 +48,8 @@ def plot_learning_curves(
 ) -> Path:
     """Saves the mean curves with their 95% bands (``{method: (frames, mean, half_width)}``, as
     the benchmarks' ``reporting.learning_curves`` gives them), x = environment frames, as an image.
-    Each curve has its own line style and marker (the markers of curves staggered), so that
-    curves that coincide stay visible.
+    Each curve has its own line style, width and marker (the markers of curves staggered), so
+    that curves that coincide stay visible.
 
     Returns:
         the path written.
@@ -63,8 +63,10 @@ def plot_learning_curves(
     fig = _figure(7, 4.5)
     ax = fig.add_subplot()
     for i, (method, (frames, curve, band)) in enumerate(curves.items()):
+        # earlier curves drawn wider, so that a later one drawn over them leaves them visible
         (line,) = ax.plot(frames, curve, label=method, ls=_LINE_STYLES[i % len(_LINE_STYLES)],
-                          marker=_MARKERS[i % len(_MARKERS)], ms=4, markevery=_every(len(frames), i))
+                          lw=1.2 + 0.6 * (len(curves) - 1 - i), marker=_MARKERS[i % len(_MARKERS)], ms=5,
+                          markevery=_every(len(frames), i, len(curves)))
         ax.fill_between(frames, curve - band, curve + band, color=line.get_color(), alpha=0.2)
     ax.set_xlabel("environment frames")
     ax.set_ylabel(ylabel)
@@ -77,11 +79,11 @@ def plot_learning_curves(
     return path
 
 
-def _every(n_points: int, index: int) -> tuple[int, int]:
-    """``markevery`` of the ``index``-th curve of ``n_points`` points: about 10 markers, each
-    curve's shifted so that coinciding curves show all theirs."""
-    step = max(2, n_points // 10)
-    return (index % step, step)
+def _every(n_points: int, index: int, n_curves: int) -> tuple[int, int]:
+    """``markevery`` of the ``index``-th of ``n_curves`` curves of ``n_points`` points: about 10
+    markers, each curve's at other points, so that coinciding curves show all theirs."""
+    step = max(n_curves, n_points // 10)
+    return (index * max(1, step // n_curves) % step, step)
 
 
 def plot_panels(
@@ -118,8 +120,10 @@ def plot_panels(
             ax.plot(frames, values, label=label, marker=".", ms=3)
         for i, frame in enumerate(marks):
             ax.axvline(frame, color="grey", ls=":", lw=0.8, label=(marks_label or None) if i == 0 else None)
-        if ylabel in integer_panels:
-            ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+        if ylabel in integer_panels:  # half a unit of margin: a constant count still gets its tick
+            values = [v for _, line_values in lines.values() for v in line_values]
+            ax.set_ylim(min(values) - 0.5, max(values) + 0.5)
+            ax.yaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
     axes[0].set_title(title)
