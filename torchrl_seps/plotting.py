@@ -171,10 +171,10 @@ def plot_embeddings(
     n_agents = x.shape[0]
     groups = torch.as_tensor(groups).tolist()
     types = None if types is None else torch.as_tensor(types).tolist()
-    for name, labels in (("groups", groups), ("types", types)):
+    for name, labels in (("group", groups), ("true type", types)):
         if labels is not None and len(labels) != n_agents:
             raise ValueError(
-                f"{name} must have one entry per agent ({n_agents}), got {len(labels)}."
+                f"{name} labels must have one entry per agent ({n_agents}), got {len(labels)}."
             )
     xy, explained = np.zeros((n_agents, 2)), np.zeros(2)
     n_components = min(2, n_agents, x.shape[1])
