@@ -1,4 +1,4 @@
-"""Compare NoPS, FuPS, FuPS+id and SePS on a VMAS scenario with hidden agent types.
+"""Compare NoPS, FuPS, FuPS+id and SePS on a multi-agent scenario, with hidden agent types or not.
 
 Every method trains the same actor-critic (TorchRL's PPO or A2C losses, a ``Collector`` over a
 vectorised VMAS env); the actor and the critic are ``GroupedMultiAgentMLP``s and the methods
@@ -14,12 +14,20 @@ differ only in their groups:
   ``--regroup-every`` identifies again during training;
 - ``oracle``: the scenario's true (hidden) agent types as groups, the grouping SePS aims at.
 
+The scenario is a preset of ``torchrl_seps.scenarios`` (agent types known), any VMAS scenario
+(``--preset balance --scenario-kwargs n_agents=4``), or a user's env (``--env module:function``,
+called with ``num_envs``, ``seed``, ``device`` and ``make_env``'s keyword arguments, returning a
+TorchRL multi-agent ``EnvBase`` with a ``StepCounter``). Where the true agent types are unknown,
+the oracle is not run and the ARI not computed: the table says ``n/a: types unknown``.
+
 Examples::
 
     python benchmarks/vmas_seps.py                  # the default comparison, 7-10 min on 2 CPU cores
     python benchmarks/vmas_seps.py --help           # every option
     python benchmarks/vmas_seps.py --preset bps-3 --frames 10_000_000 --seeds 0 1 2 \
         --num-envs 600 --device auto                # paper scale, GPU recommended
+    python benchmarks/vmas_seps.py --preset balance --scenario-kwargs n_agents=4   # VMAS's own
+    python benchmarks/vmas_seps.py --env my_envs:make_team   # my_envs.make_team(num_envs=, seed=, ...)
     python benchmarks/vmas_seps.py --resume         # after a Ctrl-C: trains the runs not stored yet
     python benchmarks/vmas_seps.py --ray --cpus-per-run 1   # one Ray task per run
 
@@ -27,15 +35,18 @@ Outputs, in ``--output``: ``results.csv`` (one row per method, seed and iteratio
 number of groups, their ARI against the true types and, at evaluations, the policy's System
 Neural Diversity, ``snd``, on the iteration's observations),
 ``summary.json`` (the resolved config and one summary per method), ``table.md`` (the printed
-table), ``learning_curves.png``, ``snd.png``, ``seps_groups.png`` (SePS's K and ARI over
-frames), ``seps_embeddings.png``, ``checkpoints/`` and
+table), ``learning_curves.png``, ``training_curves.png``, ``snd.png``, ``seps_groups.png``
+(SePS's K and ARI over frames), ``seps_embeddings.png``, ``checkpoints/`` and
 ``seps_policy.gif``, and ``runs/``: each run's rows, summary and settings
 (``<method>_seed<seed>.json``), stored the moment it finishes, or its error
 (``<method>_seed<seed>.error.txt``); the report is built from them (``--report-only`` rebuilds
-it alone). With several ``--preset``, each preset's sweep goes to ``--output/<preset>``.
-Training frames/s is the
+it alone). With several ``--preset``, each preset's sweep goes to ``--output/<preset>``. The
+last line printed lists every file written. Training frames/s is the
 frames of one batch over the median time of an iteration (collection and update; evaluation and
-identification excluded), so a burst of load on a shared machine does not decide a comparison.
+identification excluded), so a burst of load on a shared machine does not decide a comparison;
+the runs train one after another, so the script quotes no speed ratios between methods
+(``benchmarks/train_speed.py`` measures them side by side). The progress bar's speed is frames
+over wall time, evaluations included.
 With ``--logger`` each run also logs its hyperparameters and, per iteration, returns, frames/s,
 collection and update time, losses and gradient norm to ``logs/``.
 
@@ -47,35 +58,107 @@ line, run storage and Ray, summaries and tables) is in ``benchmarks/experiments/
 from __future__ import annotations
 
 import argparse
-import csv
-import json
-import math
-import statistics
-import sys
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import fields
 from pathlib import Path
 
-import torch
-from torchrl.envs import EnvBase
-from torchrl.envs.utils import ExplorationType, set_exploration_type
-from torchrl.record.loggers import Logger, get_logger
-from tqdm.auto import tqdm
+from experiments.config import SweepConfig, add_arguments
+from torchrl_seps.settings import METHODS, PRESET_NAMES, TrainerSettings
 
-from experiments import reporting
-from experiments.config import SweepConfig, add_arguments, from_args
-from experiments.sweeps import RunStore, import_ray, run_tasks
-from torchrl_seps.clustering import adjusted_rand_index
-from torchrl_seps.identification import IdentificationResult
-from torchrl_seps.plotting import plot_learning_curves, plot_panels
-from torchrl_seps.scenarios import PRESETS, agent_types, render_rollout, save_gif
-from torchrl_seps.training import (
-    METHODS,
+# ---------------------------------------------------------------------------------------------
+# Command line: built from torch-free settings, so that --help and usage errors answer before
+# torch and TorchRL load (several seconds)
+# ---------------------------------------------------------------------------------------------
+
+#: The sections of ``--help``: the flags of TrainerSettings' and SweepConfig's fields (a
+#: TrainerSettings field not listed here is a training flag).
+SECTIONS = {
+    "scenario": ["scenario_kwargs", "group_sizes", "group", "continuous_actions"],
+    "training": ["frames", "algorithm", "centralized_critic", "num_envs", "rollout_steps", "lr", "gamma",
+                 "lmbda", "clip_epsilon", "entropy_coeff", "critic_coeff", "max_grad_norm", "ppo_epochs",
+                 "minibatches", "depth", "num_cells", "device"],
+    "SePS": ["id_frames", "id_policy", "regroup_every", "id_epochs", "n_groups"],
+    "evaluation": ["eval_every", "eval_envs"],
+    "output": ["output", "logger", "gif", "progress"],
+    "sweep": ["methods", "seeds", "threads"],
+}
+
+
+class CommandLine(argparse.ArgumentParser):
+    """An argument parser whose usage errors are two lines: what is wrong, then where the
+    options are listed (not the whole usage block)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message}\n(`{self.prog} --help` lists every option)\n")
+
+
+def make_parser() -> CommandLine:
+    """The command line: the fields of ``TrainerSettings`` and ``SweepConfig`` as flags, in
+    sections, with the sweep's own flags."""
+    parser = CommandLine(prog=Path(__file__).name, description=__doc__.split("\n\n")[0],
+                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    groups = {name: parser.add_argument_group(name) for name in SECTIONS}
+    which = groups["scenario"].add_mutually_exclusive_group()
+    which.add_argument("--preset", nargs="+", default=[TrainerSettings.preset], metavar="NAME",
+                       help=f"scenarios: presets ({', '.join(PRESET_NAMES)}) or VMAS scenario names "
+                            "(e.g. balance, navigation: true agent types unknown); with several, each "
+                            "sweep goes to --output/<preset>")
+    add_arguments(which, TrainerSettings, ["env"])
+    placed = {name for names in SECTIONS.values() for name in names} | {"preset", "env"}
+    sweep_fields = {spec.name for spec in fields(SweepConfig)}
+    for section, names in SECTIONS.items():
+        add_arguments(groups[section], SweepConfig if set(names) <= sweep_fields else TrainerSettings, names)
+    add_arguments(groups["training"], TrainerSettings,
+                  [spec.name for spec in fields(TrainerSettings) if spec.name not in placed])
+    sweep = groups["sweep"]
+    sweep.add_argument("--resume", action="store_true",
+                       help="skip the runs --output/runs already holds (same settings required)")
+    sweep.add_argument("--report-only", action="store_true",
+                       help="train nothing: rebuild the report from the runs --output/runs holds")
+    sweep.add_argument("--ray", action="store_true",
+                       help="one Ray task per run, on a local Ray cluster started for the sweep")
+    sweep.add_argument("--ray-address", default=None,
+                       help="run the Ray tasks on this existing cluster (implies --ray)")
+    sweep.add_argument("--cpus-per-run", type=float, default=None, help="CPUs of each Ray task (1 when unset)")
+    sweep.add_argument("--gpus-per-run", type=float, default=None,
+                       help="GPUs of each Ray task, fractions share one (0 when unset)")
+    return parser
+
+
+if __name__ == "__main__":
+    make_parser().parse_args()  # answers --help and usage errors; main() parses again
+
+import csv  # noqa: E402  (the imports below take seconds: torch, TorchRL)
+import json  # noqa: E402
+import logging  # noqa: E402
+import math  # noqa: E402
+import statistics  # noqa: E402
+import sys  # noqa: E402
+from collections import Counter  # noqa: E402
+from collections.abc import Iterator, Sequence  # noqa: E402
+from contextlib import contextmanager  # noqa: E402
+from dataclasses import asdict, dataclass, field, replace  # noqa: E402
+
+import torch  # noqa: E402
+from torchrl.envs import EnvBase  # noqa: E402
+from torchrl.envs.utils import ExplorationType, set_exploration_type  # noqa: E402
+from torchrl.record.loggers import Logger, get_logger  # noqa: E402
+from tqdm.auto import tqdm  # noqa: E402
+
+from experiments import reporting  # noqa: E402
+from experiments.config import from_args  # noqa: E402
+from experiments.sweeps import RunStore, import_ray, run_tasks  # noqa: E402
+from torchrl_seps.clustering import adjusted_rand_index  # noqa: E402
+from torchrl_seps.identification import IdentificationResult  # noqa: E402
+from torchrl_seps.plotting import plot_learning_curves, plot_panels  # noqa: E402
+from torchrl_seps.scenarios import episode_length, render_rollout, save_gif  # noqa: E402
+from torchrl_seps.training import (  # noqa: E402
     Iteration,
     TrainerConfig,
+    build_env,
     evaluate,
     make_trainer,
     team_return_of_finished_episodes,
+    true_types,
 )
 
 # A run's settings are a TrainerConfig (torchrl_seps.training), a sweep's a SweepConfig
@@ -102,9 +185,10 @@ class RunSummary:
     parameters: int
     groups: list[int]
     n_groups: int
-    ari: float
+    ari: float | None  # None where the true agent types are unknown
     identified_at: list[int]  # frames of the run at which SePS identified its groups
     checkpoint: str
+    outputs: list[str] = field(default_factory=list)  # files the run wrote, relative to --output
 
 
 @dataclass
@@ -133,7 +217,7 @@ class RunResult(FinishedRun):
     identification: IdentificationResult | None
     actor: torch.nn.Module
     eval_env: EnvBase
-    true_types: torch.Tensor
+    true_types: torch.Tensor | None
 
 
 def stored_settings(config: TrainerConfig, settings: SweepConfig) -> dict:
@@ -154,21 +238,21 @@ def run(method: str, seed: int, config: TrainerConfig, settings: SweepConfig, ou
     """Trains one method with one seed, logging every iteration."""
     trainer = make_trainer(method, seed, config, progress=settings.progress)
     actor, eval_env, group = trainer.actor, trainer.eval_env, config.group
-    max_steps = PRESETS[config.preset].max_steps
+    max_steps = episode_length(eval_env)
     logger = None
     if settings.logger != "none":
-        logger = get_logger(settings.logger, str(out / "logs"), f"{method}_seed{seed}")
+        logger = get_logger(settings.logger, str(out / "logs"), run_name(method, seed))
         logger.log_hparams({"method": method, "seed": seed, **stored_settings(config, settings)})
 
     frames, iteration_times = trainer.identification_frames, []
     identified_at = [frames] if trainer.identification is not None else []
     bar = tqdm(total=config.frames, initial=frames, desc=f"{method} seed {seed}",
                unit="frames", disable=not settings.progress, file=sys.stderr)
-    true_types = agent_types(trainer.env).tolist()
+    types = true_types(trainer.env)
 
     def grouping() -> dict:
         return {"n_groups": len(set(trainer.groups)),
-                "ari": adjusted_rand_index(trainer.groups, true_types)}
+                "ari": None if types is None else adjusted_rand_index(trainer.groups, types)}
 
     rows = [row(method, seed, 0, frames, None, evaluate(eval_env, actor, max_steps, group=group),
                 0.0, 0.0, **grouping())]
@@ -187,9 +271,8 @@ def run(method: str, seed: int, config: TrainerConfig, settings: SweepConfig, ou
                         sum(iteration_times), fps, snd=snd, **grouping()))
         if logger is not None:
             log_iteration(logger, rows[-1], iteration)
-        bar.update(iteration.batch.numel())
-        bar.set_postfix(ret=f"{eval_return if evaluated else train_return or math.nan:.1f}",
-                        fps=f"{fps:.0f}")
+        bar.update(iteration.batch.numel())  # the bar's speed: frames over wall time, evaluations included
+        bar.set_postfix(ret=f"{eval_return if evaluated else train_return or math.nan:.1f}")
     bar.close()
     trainer.collector.shutdown()
 
@@ -212,9 +295,11 @@ def run(method: str, seed: int, config: TrainerConfig, settings: SweepConfig, ou
         groups=trainer.groups,
         identified_at=identified_at,
         checkpoint=str(checkpoint),
+        outputs=[str(checkpoint.relative_to(out))] + ([f"logs/{run_name(method, seed)}"] if logger is not None else []),
         **grouping(),
     )
-    return RunResult(rows, summary, identification, actor, eval_env, torch.tensor(true_types))
+    return RunResult(rows, summary, identification, actor, eval_env,
+                     None if types is None else torch.tensor(types))
 
 
 def sweep_run(method: str, seed: int, config: TrainerConfig, settings: SweepConfig, out: Path) -> dict:
@@ -222,10 +307,24 @@ def sweep_run(method: str, seed: int, config: TrainerConfig, settings: SweepConf
     of the first seed, and returns the run's record (:meth:`FinishedRun.record`)."""
     if settings.threads is not None:
         torch.set_num_threads(settings.threads)
-    result = run(method, seed, config, settings, out)
+    with torchrl_warnings_only():
+        result = run(method, seed, config, settings, out)
     if result.identification is not None and seed == settings.seeds[0]:
-        write_seps_figures(settings, result, out)
+        result.summary.outputs += write_seps_figures(config, settings, result, out)
     return result.record(config, settings)
+
+
+@contextmanager
+def torchrl_warnings_only() -> Iterator[None]:
+    """TorchRL's warnings and errors only: its info lines (a storage initialised, ...) would
+    break the progress bars."""
+    torchrl_logger = logging.getLogger("torchrl")
+    level = torchrl_logger.level
+    torchrl_logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        torchrl_logger.setLevel(level)
 
 
 def run_name(method: str, seed: int) -> str:
@@ -259,20 +358,20 @@ def log_iteration(logger: Logger, values: dict, iteration: Iteration) -> None:
 
 @dataclass
 class Comparison:
-    """The methods compared over seeds: ``summary.json``'s ``methods`` and ``throughput``, and
-    the table."""
+    """The methods compared over seeds: ``summary.json``'s ``methods``, and the table."""
 
     methods: dict[str, dict]
-    throughput: dict[str, float]  # each method's training frames/s over FuPS's (empty without FuPS)
     table: str
 
 
 FINAL_TRAIN_ITERATIONS = 5  # iterations whose training returns average into the final one
 
 
-def summarize(methods: Sequence[str], runs: Sequence[FinishedRun]) -> Comparison:
+def summarize(methods: Sequence[str], runs: Sequence[FinishedRun],
+              skipped: dict[str, str] | None = None) -> Comparison:
     """Each method's return, speed, size and groups over its seeds (the ``methods`` with a
-    finished run). The final return is the last evaluation's (the
+    finished run), and a row saying why for each method ``skipped`` (``{method: reason}``).
+    The final return is the last evaluation's (the
     deterministic policy); the final training return averages the finished training episodes
     (the stochastic policy) of the last ``FINAL_TRAIN_ITERATIONS`` iterations that had some."""
     curves = reporting.learning_curves(r for run_ in runs for r in run_.rows)
@@ -301,14 +400,10 @@ def summarize(methods: Sequence[str], runs: Sequence[FinishedRun]) -> Comparison
             "ari": [s.ari for s in summaries],
             "runs": [asdict(s) for s in summaries],
         }
-    throughput = {
-        f"{method}_over_fups_fps": compared[method]["train_fps"] / compared["fups"]["train_fps"]
-        for method in compared
-        if method != "fups" and "fups" in compared
-    }
+    header = ["method", "final return", "final training return", "frames to 90%", "final SND", "wall time",
+              "frames/s", "parameters", "groups found", "ARI"]
     table = reporting.markdown_table(
-        ["method", "final return", "final training return", "frames to 90%", "final SND", "wall time",
-         "frames/s", "parameters", "groups found", "ARI"],
+        header,
         [
             [
                 m,
@@ -320,18 +415,21 @@ def summarize(methods: Sequence[str], runs: Sequence[FinishedRun]) -> Comparison
                 f"{s['train_fps']:.0f}",
                 f"{s['parameters']:,}",
                 "/".join(map(str, s["n_groups"])),
-                "/".join(f"{a:.2f}" for a in s["ari"]),
+                TYPES_UNKNOWN if None in s["ari"] else "/".join(f"{a:.2f}" for a in s["ari"]),
             ]
             for m, s in compared.items()
-        ],
+        ] + [[m, reason, *["-"] * (len(header) - 2)] for m, reason in (skipped or {}).items()],
     )
-    return Comparison(compared, throughput, table)
+    return Comparison(compared, table)
+
+
+TYPES_UNKNOWN = "n/a: types unknown"
 
 
 def write_results(settings: dict, runs: Sequence[FinishedRun], comparison: Comparison,
-                  failed: dict[str, str], out: Path) -> None:
+                  failed: dict[str, str], out: Path) -> list[str]:
     """``results.csv`` (every row of every run), ``summary.json`` (with the last line of each
-    failed run's error) and ``table.md``."""
+    failed run's error) and ``table.md``; returns their names."""
     rows = [r for run_ in runs for r in run_.rows]
     with open(out / "results.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(dict.fromkeys(key for r in rows for key in r)))
@@ -339,34 +437,46 @@ def write_results(settings: dict, runs: Sequence[FinishedRun], comparison: Compa
         writer.writerows(rows)
     with open(out / "summary.json", "w") as f:
         json.dump({"config": settings, "methods": comparison.methods,
-                   "throughput": comparison.throughput,
                    "failed": {name: last_line(error) for name, error in failed.items()}}, f, indent=2)
     (out / "table.md").write_text(comparison.table + "\n")
+    return ["results.csv", "summary.json", "table.md"]
 
 
-def write_figures(config: TrainerConfig, settings: SweepConfig, runs: Sequence[FinishedRun], out: Path) -> None:
+def write_figures(config: TrainerConfig, settings: SweepConfig, runs: Sequence[FinishedRun], out: Path) -> list[str]:
     """``learning_curves.png`` (evaluation returns), ``training_curves.png`` (returns of the
     training episodes) and ``snd.png`` of every finished run, ``seps_groups.png`` of the SePS
-    runs."""
-    title = f"{config.preset}, {config.algorithm.upper()}, {len(settings.seeds)} seed(s)"
+    runs; returns the names written."""
+    title = f"{config.scenario}, {config.algorithm.upper()}, {len(settings.seeds)} seed(s)"
     rows = [r for run_ in runs for r in run_.rows]
     plot_learning_curves(reporting.learning_curves(rows), out / "learning_curves.png", title=title)
     plot_learning_curves(reporting.learning_curves(rows, value="train_return"), out / "training_curves.png",
                          title=title, ylabel="training return (finished episodes, stochastic policy)")
     plot_learning_curves(reporting.learning_curves(rows, value="snd"), out / "snd.png",
                          title=title, ylabel="System Neural Diversity (total variation)")
+    written = ["learning_curves.png", "training_curves.png", "snd.png"]
     seps_runs = [run_ for run_ in runs if run_.summary.method == "seps"]
     if seps_runs:
         plot_seps_groups(seps_runs, out / "seps_groups.png", title=f"SePS, {title}")
+        written.append("seps_groups.png")
+    return written
 
 
-def write_seps_figures(settings: SweepConfig, seps: RunResult, out: Path) -> None:
-    """``seps_embeddings.png`` and ``seps_policy.gif`` of a SePS run."""
-    seps.identification.plot(out / "seps_embeddings.png", types=seps.true_types)
+def write_seps_figures(config: TrainerConfig, settings: SweepConfig, seps: RunResult, out: Path) -> list[str]:
+    """``seps_embeddings.png`` and ``seps_policy.gif`` of a SePS run (no GIF of an env that
+    cannot render); returns the names written."""
+    seps.identification.plot(out / "seps_embeddings.png", types=seps.true_types,
+                             title=f"SePS's identity embeddings, {config.scenario}, seed {seps.summary.seed}")
+    written = ["seps_embeddings.png"]
     if settings.gif:
-        with set_exploration_type(ExplorationType.DETERMINISTIC):
-            frames = render_rollout(seps.eval_env, seps.actor)
-        save_gif(frames, out / "seps_policy.gif")
+        try:
+            with set_exploration_type(ExplorationType.DETERMINISTIC):
+                frames = render_rollout(seps.eval_env, seps.actor)
+        except (AttributeError, NotImplementedError) as error:
+            print(f"no seps_policy.gif: {config.scenario!r} cannot render ({error})", file=sys.stderr)
+        else:
+            save_gif(frames, out / "seps_policy.gif")
+            written.append("seps_policy.gif")
+    return written
 
 
 def last_line(error: str) -> str:
@@ -375,17 +485,19 @@ def last_line(error: str) -> str:
 
 
 def plot_seps_groups(seps_runs: Sequence[FinishedRun], path: Path, title: str) -> None:
-    """Evaluation return, K and ARI against the true types over frames, one line per seed."""
+    """Evaluation return, K and ARI against the true types (where known) over frames, one line
+    per seed, the identifications marked."""
     panels = {}
     for ylabel, key in (("evaluation return", "eval_return"), ("groups K", "n_groups"),
                         ("ARI vs true types", "ari")):
-        panels[ylabel] = {
-            f"seed {run_.summary.seed}": tuple(zip(*[(r["frames"], r[key]) for r in run_.rows
-                                                     if r[key] is not None]))
-            for run_ in seps_runs
-        }
+        lines = {f"seed {run_.summary.seed}": points
+                 for run_ in seps_runs
+                 if (points := tuple(zip(*[(r["frames"], r[key]) for r in run_.rows if r[key] is not None])))}
+        if lines:
+            panels[ylabel] = lines
     marks = sorted({frames for run_ in seps_runs for frames in run_.summary.identified_at})
-    plot_panels(panels, path, title=title, marks=marks)
+    plot_panels(panels, path, title=title, marks=marks, marks_label="SePS identifies its groups",
+                integer_panels=["groups K"])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -403,6 +515,7 @@ class Sweep:
     settings: SweepConfig
     finished: dict[str, FinishedRun]
     failed: dict[str, str]
+    skipped: dict[str, str] = field(default_factory=dict)  # methods not run: {method: why}
 
     @property
     def store(self) -> RunStore:
@@ -452,7 +565,7 @@ def run_sweeps(sweeps: list[Sweep], options: SweepOptions) -> bool:
                 finished = sweep.finished[name] = FinishedRun.from_record(outcome.result)
                 status = (f"final return {finished.summary.final_eval_return:.1f}, "
                           f"{finished.summary.train_time_s + finished.summary.identification_time_s:.0f} s")
-            print(f"[{number}/{len(tasks)}] {config.preset} {method} seed {seed}: {status}", flush=True)
+            print(f"[{number}/{len(tasks)}] {config.scenario} {method} seed {seed}: {status}", flush=True)
     except KeyboardInterrupt:
         return False
     return True
@@ -506,23 +619,36 @@ def report(sweep: Sweep) -> dict:
     config, settings, out = sweep.config, sweep.settings, Path(sweep.settings.output)
     runs = [sweep.finished[name] for name in sweep.names() if name in sweep.finished]
     if len(settings.methods) > 1 or len(settings.seeds) > 1:
-        print(f"\n{config.preset}: {len(runs)} of {len(sweep.names())} runs finished")
+        print(f"\n{config.scenario}: {len(runs)} of {len(sweep.names())} runs finished")
     if not runs:
-        return {"config": config, "settings": settings, "table": "", "throughput": {}, "failed": sweep.failed}
-    comparison = summarize(settings.methods, runs)
-    write_results(stored_settings(config, settings), runs, comparison, sweep.failed, out)
-    write_figures(config, settings, runs, out)
+        return {"config": config, "settings": settings, "table": "", "failed": sweep.failed}
+    comparison = summarize(settings.methods, runs, sweep.skipped)
+    written = write_results(stored_settings(config, settings), runs, comparison, sweep.failed, out)
+    written += write_figures(config, settings, runs, out)
     print(comparison.table)
-    if comparison.throughput:
-        print("\ntraining frames/s relative to fups: " + ", ".join(
-            f"{key.removesuffix('_over_fups_fps')} {ratio:.2f}x"
-            for key, ratio in comparison.throughput.items()
-        ))
     for name, error in sweep.failed.items():
         print(f"failed: {name}: {last_line(error)}")
-    print(f"\nresults in {out}/: results.csv, summary.json, table.md, learning_curves.png, training_curves.png, snd.png, runs/")
-    return {"config": config, "settings": settings, "table": comparison.table,
-            "throughput": comparison.throughput, "failed": sweep.failed}
+    written += [output for run_ in runs for output in run_.summary.outputs]
+    written += [f"runs/{name}.json" for name in sweep.names() if name in sweep.finished]
+    print(f"\nresults in {out}/: {listed(written)}")
+    return {"config": config, "settings": settings, "table": comparison.table, "failed": sweep.failed}
+
+
+def listed(names: Sequence[str]) -> str:
+    """The files of ``names``, those in a folder counted per folder (one per run).
+
+    Examples:
+        >>> listed(["table.md", "checkpoints/a.pt", "seps_policy.gif", "checkpoints/b.pt"])
+        'table.md, seps_policy.gif, checkpoints/ (2 runs)'
+    """
+    files, folders = [], Counter()
+    for name in dict.fromkeys(names):
+        folder, slash, _ = name.partition("/")
+        if slash:
+            folders[folder] += 1
+        else:
+            files.append(name)
+    return ", ".join([*files, *(f"{folder}/ ({count} run{'s' * (count != 1)})" for folder, count in folders.items())])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -533,28 +659,7 @@ def report(sweep: Sweep) -> dict:
 def parse_args(argv: list[str] | None = None) -> tuple[list[Sweep], SweepOptions]:
     """One sweep per preset (each in ``--output``/<preset> when there are several), and how to
     run them."""
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    add_arguments(parser, TrainerConfig, [spec.name for spec in fields(TrainerConfig) if spec.name != "preset"])
-    parser.add_argument("--preset", nargs="+", default=[TrainerConfig.preset],
-                        help="scenario presets (torchrl_seps.scenarios.list_presets()); with "
-                             "several, each sweep goes to --output/<preset>")
-    group = parser.add_argument_group("sweep")
-    add_arguments(group, SweepConfig)
-    group.add_argument("--resume", action="store_true",
-                       help="skip the runs --output/runs already holds (same settings required)")
-    group.add_argument("--report-only", action="store_true",
-                       help="train nothing: rebuild the report from the runs --output/runs holds")
-    group.add_argument("--ray", action="store_true",
-                       help="one Ray task per run, on a local Ray cluster started for the sweep")
-    group.add_argument("--ray-address", default=None,
-                       help="run the Ray tasks on this existing cluster (implies --ray)")
-    group.add_argument("--cpus-per-run", type=float, default=None, help="CPUs of each Ray task (1 when unset)")
-    group.add_argument("--gpus-per-run", type=float, default=None,
-                       help="GPUs of each Ray task, fractions share one (0 when unset)")
-    args = parser.parse_args(argv)
+    args = make_parser().parse_args(argv)
     presets = list(dict.fromkeys(args.preset))
     sweeps = [
         Sweep(from_args(TrainerConfig, args, preset=preset),
@@ -569,10 +674,12 @@ def parse_args(argv: list[str] | None = None) -> tuple[list[Sweep], SweepOptions
 
 
 def validate(sweeps: list[Sweep], options: SweepOptions) -> None:
-    """Fails with a clear message before any training starts."""
+    """Fails with a clear message before any training starts; leaves out the methods whose
+    inputs the scenario lacks (:func:`skip_methods_without_inputs`)."""
     try:
         for sweep in sweeps:
             sweep.settings.validate()
+            skip_methods_without_inputs(sweep)
             sweep.config.validate(sweep.settings.methods)
         if not options.ray and (options.cpus_per_run, options.gpus_per_run) != (None, None):
             raise ValueError("--cpus-per-run and --gpus-per-run set the resources of Ray tasks: they need --ray.")
@@ -580,6 +687,19 @@ def validate(sweeps: list[Sweep], options: SweepOptions) -> None:
             import_ray()
     except (TypeError, ValueError, ModuleNotFoundError) as error:
         raise SystemExit(f"error: {error}") from None
+
+
+def skip_methods_without_inputs(sweep: Sweep) -> None:
+    """The oracle trains on the true agent types: where they are unknown (VMAS's own scenarios,
+    most ``--env`` factories) it is left out of the sweep, and the table says why."""
+    if "oracle" in sweep.settings.methods and len(sweep.settings.methods) > 1:
+        try:
+            env = build_env(sweep.config, num_envs=1, seed=0)
+        except (TypeError, ValueError):
+            return  # the config's validate() says what is wrong
+        if true_types(env) is None:
+            sweep.skipped["oracle"] = TYPES_UNKNOWN
+            sweep.settings = replace(sweep.settings, methods=[m for m in sweep.settings.methods if m != "oracle"])
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -596,7 +716,7 @@ def main(argv: list[str] | None = None) -> dict:
             if options.resume:
                 sweep.finished = resumed(sweep)
         completed = run_sweeps(sweeps, options)
-    reports = {sweep.config.preset: report(sweep) for sweep in sweeps}
+    reports = {sweep.config.scenario: report(sweep) for sweep in sweeps}
     if not completed:
         raise SystemExit("\ninterrupted: every finished run is stored and reported above; "
                          "the same command with --resume trains the others.")

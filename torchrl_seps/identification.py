@@ -669,10 +669,12 @@ class IdentificationResult:
         """Seconds from the start of collection to the end of clustering."""
         return sum(self.timings.values())
 
-    def plot(self, path: str | Path, types: Sequence[int] | torch.Tensor | None = None) -> Path:
+    def plot(self, path: str | Path, types: Sequence[int] | torch.Tensor | None = None,
+             title: str | None = None) -> Path:
         """Saves the embeddings in 2-D (see :func:`~torchrl_seps.plotting.plot_embeddings`) and,
         when K was chosen, the held-out loss of every candidate K beside them."""
-        return plot_embeddings(self.embeddings, self.groups, path, types=types, evidence=self.evidence)
+        return plot_embeddings(self.embeddings, self.groups, path, types=types, evidence=self.evidence,
+                               title=title)
 
 
 def identify_groups(

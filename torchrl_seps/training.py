@@ -23,10 +23,10 @@ its command line from :class:`TrainerConfig` and its own sweep settings.
 """
 from __future__ import annotations
 
+import importlib
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import torch
 from tensordict import TensorDictBase
@@ -43,7 +43,8 @@ from torchrl_seps.diversity import system_neural_diversity
 from torchrl_seps.identification import IdentificationOptions, IdentificationResult, identify_groups
 from torchrl_seps.policies import make_actor, make_critic
 from torchrl_seps.schedule import SePSSchedule
-from torchrl_seps.scenarios import PRESETS, agent_types, make_env
+from torchrl_seps.scenarios import agent_types, episode_length, list_presets, make_env
+from torchrl_seps.settings import METHODS, TrainerSettings
 from torchrl_seps.transforms import AgentIdentityTransform
 
 __all__ = [
@@ -51,36 +52,26 @@ __all__ = [
     "TrainerConfig",
     "Iteration",
     "Trainer",
+    "build_env",
     "choose_groups",
     "evaluate",
     "make_loss",
     "make_schedule",
     "make_trainer",
     "team_return_of_finished_episodes",
+    "true_types",
     "update",
 ]
 
-#: The grouping methods compared: ``nops`` one network per agent, ``fups`` one for all,
-#: ``fups_id`` one for all with the one-hot agent id appended to every observation, ``seps``
-#: groups found by identification (:class:`TrainerConfig`'s ``id_policy``), ``oracle`` the
-#: scenario's true (hidden) agent types as groups.
-METHODS = ("nops", "fups", "fups_id", "seps", "oracle")
-
-
-def _setting(default: Any, help: str, **command_line: Any):
-    """A :class:`TrainerConfig` field with its help and, for a command line built from the
-    fields, its ``choices``, ``type`` (where the default is ``None``), ``nargs`` and ``metavar``."""
-    return field(default=default, metadata={"help": help, **command_line})
-
-
 @dataclass
-class TrainerConfig:
+class TrainerConfig(TrainerSettings):
     """What one training run needs: scenario, algorithm, networks, SePS's identification,
     evaluation and device. Nothing about sweeps: which methods and seeds run, and where their
     results go, are the caller's.
 
-    Each field's metadata holds its help (and for a command line its ``choices``, ``type`` and
-    ``metavar``): ``benchmarks/vmas_seps.py`` makes every field a ``--kebab-case`` flag.
+    The fields, their defaults and help are :class:`~torchrl_seps.settings.TrainerSettings`'
+    (torch-free, for a command line built before torch loads): ``benchmarks/vmas_seps.py`` makes
+    every field a ``--kebab-case`` flag.
 
     Examples:
         >>> config = TrainerConfig(preset="rotnav-2x4", num_envs=4, rollout_steps=10)
@@ -92,55 +83,6 @@ class TrainerConfig:
         ...
         ValueError: --num-envs must be positive, got 0.
     """
-
-    preset: str = _setting("bps-1", "scenario preset (torchrl_seps.scenarios.list_presets())")
-    group_sizes: list[int] | None = _setting(
-        None, "agents per hidden type, overriding the preset's (e.g. 10 10 10)", nargs="+", type=int)
-    group: str = _setting("agents", "the agent group trained (a key of the env's group_map)")
-    frames: int = _setting(120_000, "environment frames per run; SePS's identification included")
-    continuous_actions: bool = _setting(False, "2-D forces instead of the 5 discrete moves")
-    algorithm: str = _setting("ppo", "ppo (IPPO, or MAPPO with --centralized-critic) or a2c "
-                              "(the paper's: --num-envs 8 --rollout-steps 5)", choices=("ppo", "a2c"))
-    centralized_critic: bool = _setting(False, "critics see all agents' observations (MAPPO)")
-    num_envs: int = _setting(40, "vectorised environments collected from")
-    rollout_steps: int = _setting(50, "steps per env and iteration (frames per batch = "
-                                  "num_envs * rollout_steps)")
-    lr: float = _setting(3e-4, "Adam learning rate (actor and critic)")
-    gamma: float = _setting(0.99, "discount")
-    lmbda: float = _setting(0.95, "GAE lambda for PPO; A2C uses 1 (n-step returns)")
-    clip_epsilon: float = _setting(0.2, "PPO ratio clip")
-    entropy_coeff: float = _setting(0.01, "entropy bonus weight")
-    critic_coeff: float = _setting(0.5, "critic loss weight")
-    max_grad_norm: float = _setting(0.5, "gradient norm clip")
-    ppo_epochs: int = _setting(4, "PPO passes over each batch")
-    minibatches: int = _setting(4, "PPO minibatches per pass")
-    depth: int = _setting(2, "hidden layers of actor and critic")
-    num_cells: int = _setting(64, "units per hidden layer")
-    id_frames: int = _setting(IdentificationOptions.frames, "frames SePS identifies its groups "
-                              "from: its first training frames (--id-policy warmup), or a random "
-                              "policy's before training, counted in its budget (--id-policy random)")
-    id_policy: str = _setting("warmup", "whose frames SePS identifies from: the shared (FuPS) "
-                              "policy it trains first, or a random policy", choices=("warmup", "random"))
-    regroup_every: int | None = _setting(
-        None, "SePS identifies again on its last --id-frames frames every FRAMES frames, and "
-        "regroups (warm-started) when the partition changed", type=int, metavar="FRAMES")
-    id_epochs: int | None = _setting(None, "identification epochs (its default when unset)", type=int)
-    n_groups: int | None = _setting(None, "SePS's K (chosen automatically when unset)", type=int)
-    eval_every: int = _setting(5, "iterations between evaluations")
-    eval_envs: int = _setting(32, "episodes per evaluation (deterministic policy)")
-    device: str = _setting("auto", "cpu, cuda, or auto (CUDA when present)")
-
-    @property
-    def frames_per_batch(self) -> int:
-        return self.num_envs * self.rollout_steps
-
-    @property
-    def env_overrides(self) -> dict:
-        """Keyword arguments of ``make_env`` beyond the preset's."""
-        overrides = {"continuous_actions": self.continuous_actions}
-        if self.group_sizes is not None:
-            overrides["groups"] = tuple(self.group_sizes)
-        return overrides
 
     def identification(self, seed: int, progress: bool = False) -> IdentificationOptions:
         """The settings of SePS's identifications in a run with ``seed``: ``id_frames``,
@@ -157,9 +99,15 @@ class TrainerConfig:
         unknown = sorted(set(methods) - set(METHODS))
         if unknown or not methods:
             raise ValueError(f"--methods must be among {list(METHODS)}, got {list(methods)}.")
-        if self.preset not in PRESETS:
-            raise ValueError(f"--preset {self.preset!r} is unknown; presets: {list(PRESETS)}.")
-        make_env(self.preset, num_envs=1, **self.env_overrides)  # checks the scenario settings
+        if self.env is None and self.preset not in list_presets(vmas_scenarios=True):
+            raise ValueError(f"--preset {self.preset!r} is unknown; presets: {list(list_presets())}, "
+                             "or any VMAS scenario name.")
+        env = build_env(self, num_envs=1, seed=0)  # checks the scenario settings
+        if episode_length(env) is None:
+            raise ValueError(f"{self.scenario!r} has no episode length: its env needs a "
+                             "StepCounter(max_steps=...) transform (e.g. --scenario-kwargs max_steps=100).")
+        if "oracle" in methods and true_types(env) is None:
+            raise ValueError(f"--methods oracle needs the true agent types, unknown for {self.scenario!r}.")
         if self.algorithm not in ("ppo", "a2c"):
             raise ValueError(f"--algorithm must be 'ppo' or 'a2c', got {self.algorithm!r}.")
         if self.centralized_critic and self.algorithm != "ppo":
@@ -177,13 +125,51 @@ class TrainerConfig:
                 f"--minibatches ({self.minibatches}) must divide the frames per batch "
                 f"(num_envs * rollout_steps = {self.frames_per_batch})."
             )
-        seps_frames = self.frames - (self.id_frames if "seps" in methods else 0)
-        if seps_frames < self.frames_per_batch:
+        seps = "seps" in methods
+        needed = self.frames_per_batch + (self.id_frames if seps else 0)
+        if self.frames < needed:
             raise ValueError(
-                f"--frames ({self.frames}) leaves {seps_frames} training frames"
-                f"{' after SePS identification' if 'seps' in methods else ''}: fewer than one "
-                f"batch (num_envs * rollout_steps = {self.frames_per_batch})."
+                f"--frames must be >= {needed} ("
+                + (f"SePS identifies from --id-frames {self.id_frames}, then trains " if seps else "")
+                + f"one batch of num_envs * rollout_steps = {self.frames_per_batch}), got {self.frames}."
             )
+
+
+def load_env_factory(spec: str) -> Callable[..., EnvBase]:
+    """The function ``"module:function"`` names (:class:`TrainerConfig`'s ``env``)."""
+    module_name, colon, name = spec.partition(":")
+    if not colon or not module_name or not name:
+        raise ValueError(f"--env must be MODULE:FUNCTION, got {spec!r}.")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as error:
+        raise ValueError(f"--env {spec!r}: cannot import {module_name!r} ({error}).") from None
+    factory = getattr(module, name, None)
+    if not callable(factory):
+        raise ValueError(f"--env {spec!r}: module {module_name!r} has no function {name!r}.")
+    return factory
+
+
+def build_env(config: TrainerSettings, num_envs: int, *, seed: int | None = None,
+              device: str | torch.device = "cpu") -> EnvBase:
+    """The env of ``config``: its ``env`` factory's, or :func:`~torchrl_seps.scenarios.make_env`'s
+    of its preset, with its ``env_overrides``; both are called with the same keyword arguments."""
+    if config.env is None:
+        return make_env(config.preset, num_envs, device=device, seed=seed, **config.env_overrides)
+    env = load_env_factory(config.env)(num_envs=num_envs, seed=seed, device=device, **config.env_overrides)
+    if not isinstance(env, EnvBase):
+        raise TypeError(f"--env {config.env!r} must return a TorchRL EnvBase, got {type(env).__name__}.")
+    return env
+
+
+def true_types(env: EnvBase) -> list[int] | None:
+    """The env's hidden agent types (:func:`~torchrl_seps.scenarios.agent_types`), or ``None``
+    where they are unknown: VMAS's own scenarios, an env that is neither VMAS nor a grid world."""
+    try:
+        types = agent_types(env)
+    except TypeError:
+        return None
+    return None if types is None else types.tolist()
 
 
 def choose_groups(
@@ -197,7 +183,7 @@ def choose_groups(
     if method in ("fups", "fups_id") or (method == "seps" and config.id_policy == "warmup"):
         return [0] * n_agents, None
     if method == "oracle":
-        return agent_types(env).tolist(), None
+        return true_types(env), None
     result = identify_groups(env, config.identification(seed, progress), group=config.group)
     return result.groups.tolist(), result
 
@@ -416,9 +402,8 @@ def make_trainer(method: str, seed: int, config: TrainerConfig, *, progress: boo
     ``progress`` shows the progress bars of SePS's identification from a random policy."""
     torch.manual_seed(seed)
     device = resolve_device(config.device)
-    env_options = dict(device=device, **config.env_overrides)
-    env = make_env(config.preset, config.num_envs, seed=seed, **env_options)
-    eval_env = make_env(config.preset, config.eval_envs, seed=seed + 10_000, **env_options)
+    env = build_env(config, config.num_envs, seed=seed, device=device)
+    eval_env = build_env(config, config.eval_envs, seed=seed + 10_000, device=device)
     groups, identification = choose_groups(method, env, config, seed, progress)
     schedule = make_schedule(method, env, config, seed)
     agent_features = None

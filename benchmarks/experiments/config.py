@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from torchrl_seps.training import METHODS
+from torchrl_seps.settings import METHODS
 
 __all__ = ["LOGGERS", "SweepConfig", "add_arguments", "from_args"]
 

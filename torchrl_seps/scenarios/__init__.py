@@ -17,7 +17,7 @@ from torchrl_seps.scenarios.actions import FIVE_MOVES, DiscreteActionTable
 from torchrl_seps.scenarios.blind_spread import BlindParticleSpread
 from torchrl_seps.scenarios.foraging import LevelBasedForaging
 from torchrl_seps.scenarios.presets import PRESETS, Preset, agent_types, list_presets, make_env
-from torchrl_seps.scenarios.render import render_rollout, save_gif
+from torchrl_seps.scenarios.render import episode_length, render_rollout, save_gif
 from torchrl_seps.scenarios.rotated_navigation import RotatedNavigation
 from torchrl_seps.scenarios.warehouse import ColouredWarehouse
 
@@ -31,6 +31,7 @@ __all__ = [
     "PRESETS",
     "Preset",
     "agent_types",
+    "episode_length",
     "list_presets",
     "make_env",
     "render_rollout",

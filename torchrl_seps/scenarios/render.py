@@ -19,13 +19,20 @@ from torchrl.envs.utils import step_mdp
 
 from torchrl_seps._checks import check_float, check_int
 
-__all__ = ["render_rollout", "save_gif"]
+__all__ = ["episode_length", "render_rollout", "save_gif"]
 
 logger = logging.getLogger(__name__)
 
 
-def _episode_length(env: Any) -> int | None:
-    """The time limit of a TorchRL env: its StepCounter's, else the VMAS env's ``max_steps``."""
+def episode_length(env: Any) -> int | None:
+    """The time limit of a TorchRL env: its StepCounter's, else the VMAS env's ``max_steps``
+    (``None`` when it has neither).
+
+    Examples:
+        >>> from torchrl_seps.scenarios import make_env
+        >>> episode_length(make_env("bps-1", num_envs=1)), episode_length(make_env("balance", num_envs=1))
+        (50, 100)
+    """
     if isinstance(env, TransformedEnv):
         transform = env.transform
         transforms = transform.transforms if isinstance(transform, Compose) else [transform]
@@ -64,7 +71,7 @@ def render_rollout(
         (3, (700, 700, 3), dtype('uint8'))
     """
     if max_steps is None:
-        max_steps = _episode_length(env) or 50
+        max_steps = episode_length(env) or 50
     check_int("max_steps", max_steps)
     n_envs = env.batch_size[0] if len(env.batch_size) else 1
     if isinstance(env_index, bool) or not isinstance(env_index, int) or not 0 <= env_index < n_envs:

@@ -1,0 +1,38 @@
+"""``torchrl_seps.settings``: the torch-free fields of the trainer's config, and what they name."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from dataclasses import fields
+
+from torchrl_seps.identification import IdentificationOptions
+from torchrl_seps.scenarios import list_presets
+from torchrl_seps.settings import PRESET_NAMES, TrainerSettings, parse_keyword_arguments
+from torchrl_seps.training import TrainerConfig
+
+
+def test_preset_names_are_the_presets_make_env_builds():
+    assert PRESET_NAMES == tuple(list_presets())
+
+
+def test_the_identification_frames_default_is_identifications():
+    assert TrainerSettings.id_frames == IdentificationOptions.frames
+
+
+def test_trainer_config_has_exactly_the_settings_fields():
+    assert [spec.name for spec in fields(TrainerConfig)] == [spec.name for spec in fields(TrainerSettings)]
+
+
+def test_importing_the_settings_does_not_import_torch():
+    code = ("import sys, torchrl_seps.settings\n"
+            "assert not {'torch', 'torchrl', 'numpy'} & set(sys.modules), sorted(sys.modules)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
+def test_scenario_kwargs_reach_the_env_as_python_values():
+    settings = TrainerSettings(preset="balance", scenario_kwargs=["n_agents=4", "shaping=False", "name=x"],
+                               group_sizes=[2, 2])
+    assert settings.env_overrides == {"continuous_actions": False, "groups": (2, 2), "n_agents": 4,
+                                      "shaping": False, "name": "x"}
+    assert parse_keyword_arguments(None) == {} and parse_keyword_arguments(["a=b=c"]) == {"a": "b=c"}
