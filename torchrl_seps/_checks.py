@@ -276,3 +276,58 @@ def check_options(
     for name in required:
         if name not in kwargs:
             raise TypeError(f"{owner} needs {name}")
+
+
+def check_actions(
+    name: str, action: torch.Tensor, n_actions: int, categorical: bool, shape: Sequence[int] | None = None
+) -> torch.Tensor:
+    """Discrete actions as indices (a ``LongTensor``): integer indices in ``[0, n_actions)``
+    (``categorical``), or one-hot rows of ``n_actions`` entries, each 0 or 1 and exactly one 1;
+    ``shape`` (optional) is the shape of the indices. One min / max reduction per check, cheap
+    enough to run on every step.
+
+    Examples:
+        >>> check_actions("action", torch.tensor([[0, 4]]), 5, True)
+        tensor([[0, 4]])
+        >>> check_actions("action", torch.tensor([[0, 0, 1], [0, 1, 0]]), 3, False)
+        tensor([2, 1])
+        >>> check_actions("action", torch.tensor([-1, 2]), 5, True)
+        Traceback (most recent call last):
+        ...
+        ValueError: action must hold action indices in [0, 5) (integers 0..4), got values in [-1, 2].
+    """
+    if not isinstance(action, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(action).__name__}.")
+    if categorical:
+        if action.dtype.is_floating_point or action.dtype.is_complex or action.dtype == torch.bool:
+            raise TypeError(f"{name} must hold integer action indices, got a tensor of dtype {action.dtype}.")
+        index = action
+    else:
+        if action.ndim == 0 or action.shape[-1] != n_actions:
+            raise ValueError(
+                f"{name} must be one-hot rows of {n_actions} entries, got shape {tuple(action.shape)}."
+            )
+        rows = action.detach()
+        # non-negative entries summing to 1 with a largest of 1: one 1, the rest 0
+        bad = rows.sum(-1) != 1
+        if rows.dtype != torch.bool:
+            bad = bad | (rows.amax(-1) != 1) | (rows.amin(-1) < 0)
+        if bool(bad.any()):
+            raise ValueError(
+                f"{name} must be one-hot rows of {n_actions} entries (each 0 or 1, exactly one 1 per "
+                "row), got a row that is not."
+            )
+        index = action.argmax(-1)
+    if shape is not None and tuple(index.shape) != tuple(shape):
+        raise ValueError(
+            f"{name} must have shape {tuple(shape) if categorical else (*shape, n_actions)}, "
+            f"got {tuple(action.shape)}."
+        )
+    if categorical and index.numel():
+        low, high = torch.aminmax(index.detach())
+        if low < 0 or high >= n_actions:
+            raise ValueError(
+                f"{name} must hold action indices in [0, {n_actions}) (integers 0..{n_actions - 1}), "
+                f"got values in [{int(low)}, {int(high)}]."
+            )
+    return index.long()

@@ -20,7 +20,7 @@ from tensordict import TensorDict, TensorDictBase
 from torchrl.data import Bounded, Categorical, Composite, OneHot, Unbounded
 from torchrl.envs import EnvBase
 
-from torchrl_seps._checks import check_bool, check_int, is_int
+from torchrl_seps._checks import check_actions, check_bool, check_int, is_int
 from torchrl_seps._compat import unchecked_tensordict
 
 __all__ = ["GridWorld"]
@@ -155,10 +155,13 @@ class GridWorld(EnvBase):
 
     def _actions(self, tensordict: TensorDictBase) -> torch.Tensor:
         """The joint action of ``tensordict`` as integers ``[num_envs, n_agents]``."""
-        action = tensordict.get(("agents", "action")).to(self.device)
-        if not self.categorical_actions:
-            action = action.long().argmax(-1)
-        return action.long().reshape(self.num_envs, self.n_agents)
+        action = tensordict.get(("agents", "action"), None)
+        if action is None:
+            raise KeyError("the step's tensordict has no ('agents', 'action') entry.")
+        return check_actions(
+            "('agents', 'action')", action.to(self.device), self.n_actions,
+            self.categorical_actions, self._agents_batch,
+        )
 
     def _step_output(self, reward: torch.Tensor, terminated: torch.Tensor) -> TensorDict:
         """The observation of the new state with rewards ``[E, N]`` and ``terminated`` ``[E, 1]``."""

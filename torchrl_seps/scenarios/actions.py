@@ -6,6 +6,8 @@ from tensordict.utils import NestedKey
 from torchrl.data import Bounded, Categorical, Composite, OneHot, TensorSpec
 from torchrl.envs.transforms import Transform
 
+from torchrl_seps._checks import check_actions
+
 __all__ = ["DiscreteActionTable", "FIVE_MOVES"]
 
 #: The five moves of the particle environments: no-op, -x, +x, -y, +y (in this order).
@@ -72,9 +74,8 @@ class DiscreteActionTable(Transform):
         return self.table.shape[0]
 
     def _inv_apply_transform(self, action: torch.Tensor) -> torch.Tensor:
-        if self.categorical:
-            return self.table[action]
-        return action.to(self.table.dtype) @ self.table  # one-hot rows select table rows
+        index = check_actions(str(self.action_key), action, self.n_actions, self.categorical)
+        return self.table[index]
 
     def transform_action_spec(self, action_spec: TensorSpec) -> TensorSpec:
         spec = action_spec[self.action_key]
