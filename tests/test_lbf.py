@@ -148,8 +148,9 @@ def random_state(rng, config: dict, num_envs: int):
         if rng.random() < 0.5:  # crowd the agents around a food
             r, c = np.argwhere(field > 0)[0]
             ring = np.array([[r - 1, c], [r + 1, c], [r, c - 1], [r, c + 1]])
-            take = rng.integers(0, min(n, 4) + 1)
-            cells[:take] = ring[rng.permutation(4)[:take]]
+            ring = ring[field[ring[:, 0], ring[:, 1]] == 0]  # a neighbour may be another food
+            take = rng.integers(0, min(n, len(ring)) + 1)
+            cells[:take] = ring[rng.permutation(len(ring))[:take]]
         positions.append(cells.tolist())
         levels.append(rng.integers(1, top_level + 1, size=n).tolist())
         fields.append(field)

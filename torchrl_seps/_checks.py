@@ -317,7 +317,7 @@ def check_actions(
                 f"{name} must be one-hot rows of {n_actions} entries (each 0 or 1, exactly one 1 per "
                 "row), got a row that is not."
             )
-        index = action.argmax(-1)
+        index = action.to(torch.uint8).argmax(-1) if action.dtype == torch.bool else action.argmax(-1)
     if shape is not None and tuple(index.shape) != tuple(shape):
         raise ValueError(
             f"{name} must have shape {tuple(shape) if categorical else (*shape, n_actions)}, "
