@@ -280,8 +280,9 @@ def test_a_failing_run_is_reported_and_the_sweep_goes_on(tiny_run, tmp_path, mon
     reference, _ = tiny_run
     args = tiny_args(tmp_path, "--methods", "seps", "fups", "--seeds", "0", "--no-gif")
     monkeypatch.setattr(vmas_seps, "run", CountingRun(RuntimeError("boom"), fail_at=1))
-    result = vmas_seps.main(args)
-    assert list(result["failed"]) == ["seps_seed0"]
+    with pytest.raises(SystemExit, match=r"1 run\(s\) failed or unreadable: seps_seed0"):
+        vmas_seps.main(args)  # the sweep goes on, reports, then exits non-zero
+    result = {"table": (tmp_path / "table.md").read_text()}
     assert "RuntimeError: boom" in (tmp_path / "runs" / "seps_seed0.error.txt").read_text()
     assert json.loads((tmp_path / "summary.json").read_text())["failed"] == {"seps_seed0": "RuntimeError: boom"}
     assert [row[0] for row in without_measured(result["table"])[2:]] == ["fups"]
@@ -291,8 +292,10 @@ def test_a_failing_run_is_reported_and_the_sweep_goes_on(tiny_run, tmp_path, mon
 
     retried = CountingRun(ValueError("again"), fail_at=1)  # --resume retries failed runs only
     monkeypatch.setattr(vmas_seps, "run", retried)
-    result = vmas_seps.main([*args, "--resume"])
-    assert retried.calls == [("seps", 0)] and "ValueError: again" in result["failed"]["seps_seed0"]
+    with pytest.raises(SystemExit, match="seps_seed0"):
+        vmas_seps.main([*args, "--resume"])
+    assert retried.calls == [("seps", 0)]
+    assert "ValueError: again" in (tmp_path / "runs" / "seps_seed0.error.txt").read_text()
 
 
 def test_ray_without_ray_names_the_extra(tmp_path, monkeypatch):

@@ -116,6 +116,45 @@ def check_fraction(name: str, value: Any) -> float:
     return float(value)
 
 
+def check_interval(
+    name: str, value: Any, low: float, high: float, *, open_low: bool = False, open_high: bool = False
+) -> float:
+    """A finite real number (not a bool) in the interval from ``low`` to ``high``, each end
+    included unless ``open_low`` / ``open_high``.
+
+    Examples:
+        >>> check_interval("gamma", 0.99, 0, 1, open_low=True)
+        0.99
+        >>> check_interval("gamma", 5, 0, 1, open_low=True)
+        Traceback (most recent call last):
+        ...
+        ValueError: gamma must be a float in (0, 1], got gamma=5.
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        raise TypeError(f"{name} must be a finite float, got {value!r}.")
+    interval = f"{'(' if open_low else '['}{low:g}, {high:g}{')' if open_high else ']'}"
+    if value < low or value > high or (open_low and value == low) or (open_high and value == high):
+        raise ValueError(f"{name} must be a float in {interval}, got {name}={value!r}.")
+    return float(value)
+
+
+def check_unique(name: str, values: Sequence[Any]) -> list[Any]:
+    """A sequence without repeated entries, as a list.
+
+    Examples:
+        >>> check_unique("seeds", [0, 1, 0])
+        Traceback (most recent call last):
+        ...
+        ValueError: seeds must not repeat an entry, got [0, 1, 0] (0 twice).
+    """
+    seen: set = set()
+    for v in values:
+        if v in seen:
+            raise ValueError(f"{name} must not repeat an entry, got {list(values)!r} ({v!r} twice).")
+        seen.add(v)
+    return list(values)
+
+
 def check_bool(name: str, value: Any, *, optional: bool = False) -> bool | None:
     """``True`` or ``False`` (``None`` too when ``optional``)."""
     if (optional and value is None) or isinstance(value, bool):

@@ -38,9 +38,18 @@ from torchrl.envs.utils import ExplorationType, set_exploration_type
 from torchrl.objectives import A2CLoss, LossModule, ValueEstimators
 from torchrl.objectives.multiagent import IPPOLoss, MAPPOLoss
 
+from torchrl_seps._checks import (
+    check_bool,
+    check_float,
+    check_group_sizes,
+    check_instance,
+    check_int,
+    check_interval,
+    check_unique,
+)
 from torchrl_seps.devices import resolve_device
 from torchrl_seps.diversity import system_neural_diversity
-from torchrl_seps.identification import IdentificationOptions, IdentificationResult, identify_groups
+from torchrl_seps.identification import GroupKeys, IdentificationOptions, IdentificationResult, identify_groups
 from torchrl_seps.policies import make_actor, make_critic
 from torchrl_seps.schedule import SePSSchedule
 from torchrl_seps.scenarios import PRESETS, agent_types, make_env
@@ -90,7 +99,7 @@ class TrainerConfig:
         >>> TrainerConfig(num_envs=0).validate()
         Traceback (most recent call last):
         ...
-        ValueError: --num-envs must be positive, got 0.
+        ValueError: --num-envs must be an int >= 1, got --num-envs=0.
     """
 
     preset: str = _setting("bps-1", "scenario preset (torchrl_seps.scenarios.list_presets())")
@@ -152,26 +161,56 @@ class TrainerConfig:
         )
 
     def validate(self, methods: Sequence[str] = METHODS) -> None:
-        """Fails with a clear message before any training starts; ``methods`` are those to be
-        trained (the frame budget must leave SePS a batch after its identification)."""
+        """Fails with a clear message before any training starts: every field's type and range
+        (``TypeError`` / ``ValueError`` naming its flag, the value seen and what is allowed);
+        ``methods`` are those to be trained (no repeats; the frame budget must leave SePS a
+        batch after its identification)."""
+        check_instance("--methods", methods, Sequence, "a sequence of method names")
         unknown = sorted(set(methods) - set(METHODS))
-        if unknown or not methods:
+        if unknown or not methods or isinstance(methods, str):
             raise ValueError(f"--methods must be among {list(METHODS)}, got {list(methods)}.")
+        check_unique("--methods", methods)
+        for name in ("preset", "group", "algorithm", "id_policy", "device"):
+            check_instance(_flag(name), getattr(self, name), str, "a str")
+        for name in ("continuous_actions", "centralized_critic"):
+            check_bool(_flag(name), getattr(self, name))
         if self.preset not in PRESETS:
             raise ValueError(f"--preset {self.preset!r} is unknown; presets: {list(PRESETS)}.")
-        make_env(self.preset, num_envs=1, **self.env_overrides)  # checks the scenario settings
         if self.algorithm not in ("ppo", "a2c"):
             raise ValueError(f"--algorithm must be 'ppo' or 'a2c', got {self.algorithm!r}.")
         if self.centralized_critic and self.algorithm != "ppo":
             raise ValueError("--centralized-critic (MAPPO) needs --algorithm ppo.")
         if self.id_policy not in ("warmup", "random"):
             raise ValueError(f"--id-policy must be 'warmup' or 'random', got {self.id_policy!r}.")
-        if self.regroup_every is not None and self.regroup_every < 1:
-            raise ValueError(f"--regroup-every must be positive, got {self.regroup_every}.")
-        for name in ("num_envs", "rollout_steps", "ppo_epochs", "minibatches", "eval_every",
-                     "eval_envs", "depth", "num_cells"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}.")
+        for name in ("frames", "num_envs", "rollout_steps", "ppo_epochs", "minibatches", "eval_every",
+                     "eval_envs", "depth", "num_cells", "id_frames"):
+            check_int(_flag(name), getattr(self, name))
+        for name in ("regroup_every", "id_epochs", "n_groups"):
+            check_int(_flag(name), getattr(self, name), optional=True)
+        if self.group_sizes is not None:
+            check_group_sizes("--group-sizes", self.group_sizes)
+        check_float("--lr", self.lr, positive=True)
+        check_interval("--gamma", self.gamma, 0, 1, open_low=True)
+        check_interval("--lmbda", self.lmbda, 0, 1)
+        check_interval("--clip-epsilon", self.clip_epsilon, 0, 1, open_low=True)
+        check_float("--entropy-coeff", self.entropy_coeff)
+        check_float("--critic-coeff", self.critic_coeff, positive=True)
+        check_float("--max-grad-norm", self.max_grad_norm, positive=True)
+        try:
+            device = resolve_device(self.device)
+        except ValueError as error:
+            raise ValueError(f"--{error}") from None
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"--device {self.device!r} needs CUDA, which this machine does not have.")
+        env = make_env(self.preset, num_envs=1, **self.env_overrides)  # checks the scenario settings
+        try:
+            keys = GroupKeys.of(env, self.group)  # the group's per-agent entries
+        except ValueError as error:
+            raise ValueError(f"--group {self.group!r}: {error}") from None
+        n_agents = env.full_observation_spec[keys.observation].shape[len(env.batch_size)]
+        env.close()
+        if self.n_groups is not None and self.n_groups > n_agents:
+            raise ValueError(f"--n-groups must be an int in 1..{n_agents} (the agents), got {self.n_groups}.")
         if self.frames_per_batch % self.minibatches:
             raise ValueError(
                 f"--minibatches ({self.minibatches}) must divide the frames per batch "
@@ -184,6 +223,11 @@ class TrainerConfig:
                 f"{' after SePS identification' if 'seps' in methods else ''}: fewer than one "
                 f"batch (num_envs * rollout_steps = {self.frames_per_batch})."
             )
+
+
+def _flag(name: str) -> str:
+    """The command-line flag of a config field."""
+    return "--" + name.replace("_", "-")
 
 
 def choose_groups(
