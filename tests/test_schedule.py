@@ -239,7 +239,7 @@ def test_schedule_checks_its_options_at_construction(settings, message):
     ("clip_epsilon", -1, ValueError, "--clip-epsilon"),
     ("lmbda", 1.5, ValueError, r"--lmbda must be a float in \[0, 1\]"),
     ("lr", float("nan"), TypeError, "--lr must be a finite float"),
-    ("num_envs", 8.5, TypeError, "--num-envs must be an int"),
+    ("frames", 1.5, TypeError, "--frames must be an int"),
     ("n_groups", 50, ValueError, r"--n-groups must be an int in 1..8"),
     ("id_epochs", 0, ValueError, "--id-epochs must be an int >= 1"),
     ("device", "gpu", ValueError, "device must be 'auto'"),

@@ -41,7 +41,6 @@ from torchrl.objectives.multiagent import IPPOLoss, MAPPOLoss
 from torchrl_seps._checks import (
     check_bool,
     check_float,
-    check_group_sizes,
     check_instance,
     check_int,
     check_interval,
@@ -187,8 +186,6 @@ class TrainerConfig:
             check_int(_flag(name), getattr(self, name))
         for name in ("regroup_every", "id_epochs", "n_groups"):
             check_int(_flag(name), getattr(self, name), optional=True)
-        if self.group_sizes is not None:
-            check_group_sizes("--group-sizes", self.group_sizes)
         check_float("--lr", self.lr, positive=True)
         check_interval("--gamma", self.gamma, 0, 1, open_low=True)
         check_interval("--lmbda", self.lmbda, 0, 1)
