@@ -129,8 +129,8 @@ def test_plots_gif_and_checkpoints(tiny_run):
         (["--minibatches", "3"], "must divide the frames per batch"),
         (["--algorithm", "a2c", "--centralized-critic"], "needs --algorithm ppo"),
         (["--group-sizes", "4", "0"], "groups"),
-        (["--num-envs", "0"], "--num-envs must be positive"),
-        (["--regroup-every", "0"], "--regroup-every must be positive"),
+        (["--num-envs", "0"], "--num-envs must be an int >= 1"),
+        (["--regroup-every", "0"], "--regroup-every must be an int >= 1"),
     ],
 )
 def test_bad_config_fails_before_training(tmp_path, extra, message):
