@@ -128,11 +128,16 @@ if __name__ == "__main__":
     make_parser().parse_args()  # answers --help and usage errors; main() parses again
 
 import csv  # noqa: E402  (the imports below take seconds: torch, TorchRL)
+import io  # noqa: E402
 import json  # noqa: E402
 import logging  # noqa: E402
 import math  # noqa: E402
+import re  # noqa: E402
+import shutil  # noqa: E402
 import statistics  # noqa: E402
 import sys  # noqa: E402
+import time  # noqa: E402
+import traceback  # noqa: E402
 from collections import Counter  # noqa: E402
 from collections.abc import Iterator, Sequence  # noqa: E402
 from contextlib import contextmanager  # noqa: E402
@@ -145,11 +150,20 @@ from torchrl.record.loggers import Logger, get_logger  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
 from experiments import reporting  # noqa: E402
-from experiments.config import from_args  # noqa: E402
-from experiments.sweeps import RunStore, import_ray, run_tasks  # noqa: E402
+from experiments.config import check_output, from_args  # noqa: E402
+from experiments.sweeps import (  # noqa: E402
+    RunStore,
+    UnreadableRecord,
+    claim_file,
+    import_ray,
+    release_file,
+    run_tasks,
+    write_atomically,
+)
 from torchrl_seps.clustering import adjusted_rand_index  # noqa: E402
 from torchrl_seps.identification import IdentificationResult  # noqa: E402
 from torchrl_seps.plotting import plot_learning_curves, plot_panels  # noqa: E402
+from torchrl_seps.policies import make_actor  # noqa: E402
 from torchrl_seps.scenarios import episode_length, render_rollout, save_gif  # noqa: E402
 from torchrl_seps.training import (  # noqa: E402
     Iteration,
@@ -160,6 +174,7 @@ from torchrl_seps.training import (  # noqa: E402
     team_return_of_finished_episodes,
     true_types,
 )
+from torchrl_seps.transforms import AgentIdentityTransform
 
 # A run's settings are a TrainerConfig (torchrl_seps.training), a sweep's a SweepConfig
 # (experiments.config): each field a flag of the command line.
@@ -241,6 +256,7 @@ def run(method: str, seed: int, config: TrainerConfig, settings: SweepConfig, ou
     max_steps = episode_length(eval_env)
     logger = None
     if settings.logger != "none":
+        shutil.rmtree(out / "logs" / run_name(method, seed), ignore_errors=True)  # a rerun's logs start clean
         logger = get_logger(settings.logger, str(out / "logs"), run_name(method, seed))
         logger.log_hparams({"method": method, "seed": seed, **stored_settings(config, settings)})
 
@@ -276,10 +292,8 @@ def run(method: str, seed: int, config: TrainerConfig, settings: SweepConfig, ou
     bar.close()
     trainer.collector.shutdown()
 
-    checkpoint = out / "checkpoints" / f"{method}_seed{seed}.pt"
-    checkpoint.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"actor": actor.state_dict(), "critic": trainer.critic.state_dict(),
-                "groups": trainer.groups, "config": stored_settings(config, settings)}, checkpoint)
+    checkpoint = save_checkpoint(out, method, seed, trainer.groups, actor, trainer.critic,
+                                 stored_settings(config, settings))
     identification = trainer.identification
     summary = RunSummary(
         method=method,
@@ -302,16 +316,76 @@ def run(method: str, seed: int, config: TrainerConfig, settings: SweepConfig, ou
                      None if types is None else torch.tensor(types))
 
 
-def sweep_run(method: str, seed: int, config: TrainerConfig, settings: SweepConfig, out: Path) -> dict:
-    """One run of a sweep, in this process or in a Ray worker: trains, writes the SePS figures
-    of the first seed, and returns the run's record (:meth:`FinishedRun.record`)."""
-    if settings.threads is not None:
-        torch.set_num_threads(settings.threads)
-    with torchrl_warnings_only():
-        result = run(method, seed, config, settings, out)
-    if result.identification is not None and seed == settings.seeds[0]:
-        result.summary.outputs += write_seps_figures(config, settings, result, out)
-    return result.record(config, settings)
+def save_checkpoint(out: Path, method: str, seed: int, groups: list[int], actor: torch.nn.Module,
+                    critic: torch.nn.Module, settings: dict) -> Path:
+    """``checkpoints/<method>_seed<seed>.pt``, written atomically: the actor's and the critic's
+    weights, the method, seed and groups, and the run's settings (:func:`load_actor` rebuilds
+    the actor from it)."""
+    path = out / "checkpoints" / f"{run_name(method, seed)}.pt"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()
+    torch.save({"method": method, "seed": seed, "groups": list(groups), "actor": actor.state_dict(),
+                "critic": critic.state_dict(), "config": settings}, buffer)
+    write_atomically(path, buffer.getvalue())
+    return path
+
+
+def load_actor(path: str | Path, num_envs: int = 1, device: str = "cpu") -> tuple[torch.nn.Module, EnvBase]:
+    """The trained actor of a checkpoint (:func:`save_checkpoint`) and an env of ``num_envs`` it
+    acts in (with the one-hot agent ids of ``fups_id``)."""
+    checkpoint = torch.load(path, map_location=device, weights_only=False)
+    missing = [key for key in ("method", "groups", "actor", "config") if key not in checkpoint]
+    if missing:
+        raise ValueError(f"{path} is not a checkpoint of this benchmark (it lacks {missing}).")
+    config = split_settings(checkpoint["config"])[0]
+    env = build_env(config, num_envs, device=device)
+    if checkpoint["method"] == "fups_id":
+        env.append_transform(AgentIdentityTransform.one_hot(env.n_agents, in_key=(config.group, "observation")))
+    actor = make_actor(env, checkpoint["groups"], group=config.group, depth=config.depth,
+                       num_cells=config.num_cells, device=device)
+    actor.load_state_dict(checkpoint["actor"])
+    return actor, env
+
+
+def sweep_run(method: str, seed: int, config: TrainerConfig, settings: SweepConfig, out: Path,
+              since: float | None = None) -> dict:
+    """One run of a sweep, in this process or in a Ray worker: claims the run in the store (a
+    run another live process trains, or one stored since ``since``, the sweep's start as
+    ``time.time()``, is skipped: ``{"skipped": why}``),
+    trains, writes the SePS figures of the first seed, stores the run's record
+    (:meth:`FinishedRun.record`) or its error, and returns the record."""
+    store, name = run_store(out), run_name(method, seed)
+    if not store.claim(name):
+        return {"skipped": f"trained by process {store.claimed_by(name) or '?'}"}
+    try:
+        path = store.record_path(name)
+        if since is not None and path.exists() and path.stat().st_mtime >= since:
+            return {"skipped": "stored by another process during this sweep"}
+        if settings.threads is not None:
+            torch.set_num_threads(settings.threads)
+        try:
+            with torchrl_warnings_only():
+                result = run(method, seed, config, settings, out)
+            if result.identification is not None and seed == settings.seeds[0]:
+                result.summary.outputs += write_seps_figures(config, settings, result, out)
+        except Exception:
+            store.save_error(name, traceback.format_exc())
+            raise
+        record = result.record(config, settings)
+        store.save(name, record)
+        return record
+    finally:
+        store.release(name)
+
+
+RUN_NAME = re.compile(rf"({'|'.join(METHODS)})_seed\d+")
+
+
+def run_store(out: Path) -> RunStore:
+    """The store of a sweep's runs, ``out/runs``: records named ``<method>_seed<seed>``, each
+    with its settings, rows and summary; other files there are not runs."""
+    return RunStore(Path(out) / "runs", is_record=lambda name: RUN_NAME.fullmatch(name) is not None,
+                    required=("config", "rows", "summary"))
 
 
 @contextmanager
@@ -519,7 +593,7 @@ class Sweep:
 
     @property
     def store(self) -> RunStore:
-        return RunStore(Path(self.settings.output) / "runs")
+        return run_store(Path(self.settings.output))
 
     def names(self) -> list[str]:
         return [run_name(method, seed) for seed in self.settings.seeds for method in self.settings.methods]
@@ -542,10 +616,11 @@ def run_sweeps(sweeps: list[Sweep], options: SweepOptions) -> bool:
     """Trains every run of every sweep not finished yet, storing each as it ends, one line of
     progress per run. Returns ``False`` when interrupted (Ctrl-C), ``True`` otherwise."""
     by_output = {sweep.settings.output: sweep for sweep in sweeps}
+    started = time.time()
     tasks = [
         (method, seed, sweep.config,
          replace(sweep.settings, progress=sweep.settings.progress and not options.ray),
-         Path(sweep.settings.output).resolve())
+         Path(sweep.settings.output).resolve(), started)
         for sweep in sweeps for seed in sweep.settings.seeds for method in sweep.settings.methods
         if run_name(method, seed) not in sweep.finished
     ]
@@ -553,14 +628,14 @@ def run_sweeps(sweeps: list[Sweep], options: SweepOptions) -> bool:
                          cpus_per_run=options.cpus_per_run or 1.0, gpus_per_run=options.gpus_per_run or 0.0)
     try:
         for number, outcome in enumerate(outcomes, start=1):
-            method, seed, config, settings, _ = outcome.arguments
+            method, seed, config, settings, *_ = outcome.arguments
             sweep, name = by_output[settings.output], run_name(method, seed)
             if outcome.error is not None:
-                sweep.store.save_error(name, outcome.error)
                 sweep.failed[name] = outcome.error
                 status = f"FAILED, {last_line(outcome.error)} (traceback in {sweep.store.error_path(name)})"
+            elif "skipped" in outcome.result:
+                status = f"skipped, {outcome.result['skipped']}"
             else:
-                sweep.store.save(name, outcome.result)
                 sweep.failed.pop(name, None)
                 finished = sweep.finished[name] = FinishedRun.from_record(outcome.result)
                 status = (f"final return {finished.summary.final_eval_return:.1f}, "
@@ -571,12 +646,17 @@ def run_sweeps(sweeps: list[Sweep], options: SweepOptions) -> bool:
     return True
 
 
-def resumed(sweep: Sweep) -> dict[str, FinishedRun]:
-    """The finished runs of ``sweep`` in its store; fails if one trained with other settings."""
+def resumed(sweep: Sweep, flag: str = "--resume") -> dict[str, FinishedRun]:
+    """The finished runs of ``sweep`` in its store; fails if one trained with other settings.
+    A record that cannot be read back is reported by name and counts as not stored."""
     store, finished = sweep.store, {}
-    for name in set(store.finished()) & set(sweep.names()):
-        record = store.load(name)
-        check_same_settings(sweep.config, record["config"], f"--resume: {store.record_path(name)}")
+    for name in sorted(set(store.finished()) & set(sweep.names())):
+        try:
+            record = store.load(name)
+        except UnreadableRecord as error:
+            print(f"{flag}: {error}; the run counts as not stored", file=sys.stderr)
+            continue
+        check_same_settings(sweep.config, record["config"], f"{flag}: {store.record_path(name)}")
         finished[name] = FinishedRun.from_record(record)
     return finished
 
@@ -595,22 +675,55 @@ def check_same_settings(expected: TrainerConfig, stored: dict, where: str) -> No
 
 
 def rebuilt(out: Path) -> Sweep:
-    """The sweep of the runs ``out/runs/`` holds, whatever their methods and seeds."""
-    store = RunStore(out / "runs")
-    records = [store.load(name) for name in store.finished()]
+    """The sweep of the runs ``out/runs/`` holds, whatever their methods and seeds, in the order
+    of methods of the sweep that stored them. Records that cannot be read back count as failed
+    runs (their error says why); files that are not records are ignored."""
+    if out.exists() and not out.is_dir():
+        raise SystemExit(f"error: --report-only: --output {out} is a file, not a sweep's folder.")
+    store = run_store(out)
+    records, unreadable = store.readable(), store.unreadable()
+    for error in unreadable.values():
+        print(f"--report-only: {error}", file=sys.stderr)
     if not records:
-        raise SystemExit(f"error: --report-only: {store.root} holds no finished run.")
-    config, settings = split_settings(records[0]["config"])
-    for name, record in zip(store.finished(), records):
+        raise SystemExit(f"error: --report-only: {store.root} holds no finished run that can be read back.")
+    config, settings = split_settings(next(iter(records.values()))["config"])
+    for name, record in records.items():
         check_same_settings(config, record["config"], f"--report-only: {store.record_path(name)}")
-    runs = {name: FinishedRun.from_record(record) for name, record in zip(store.finished(), records)}
-    summaries = [run_.summary for run_ in runs.values()]
+    runs = {name: FinishedRun.from_record(record) for name, record in records.items()}
+    stored_methods = {s.method for s in (run_.summary for run_ in runs.values())}
+    order = list(dict.fromkeys([*settings.methods, *METHODS]))
     settings = replace(
         settings, output=str(out),
-        methods=[m for m in METHODS if any(s.method == m for s in summaries)],
-        seeds=sorted({s.seed for s in summaries}),
+        methods=[m for m in order if m in stored_methods],
+        seeds=sorted({run_.summary.seed for run_ in runs.values()}),
     )
-    return Sweep(config, settings, runs, store.errors())
+    return Sweep(config, settings, runs, {**store.errors(), **unreadable})
+
+
+def reloaded(sweep: Sweep) -> None:
+    """Reads ``sweep``'s runs back from its store, so that its report also covers the runs that
+    other processes sharing the folder stored."""
+    sweep.finished = resumed(sweep, "report")
+    errors = sweep.store.errors()
+    sweep.failed = {name: errors[name] for name in sweep.names()
+                    if name in errors and name not in sweep.finished}
+    sweep.failed |= {name: why for name, why in sweep.store.unreadable().items() if name in sweep.names()}
+
+
+def report_locked(sweep: Sweep, wait_s: float = 300.0) -> dict:
+    """:func:`report`, holding the folder's report claim so that two processes never write
+    its files at once (waiting up to ``wait_s`` for another process's report)."""
+    lock = Path(sweep.settings.output) / "report.claim"
+    deadline = time.monotonic() + wait_s
+    while not claim_file(lock):
+        if time.monotonic() > deadline:
+            raise SystemExit(f"error: {lock} is held by a live process; the report was not written.")
+        time.sleep(0.5)
+    try:
+        reloaded(sweep)
+        return report(sweep)
+    finally:
+        release_file(lock)
 
 
 def report(sweep: Sweep) -> dict:
@@ -685,6 +798,8 @@ def validate(sweeps: list[Sweep], options: SweepOptions) -> None:
             raise ValueError("--cpus-per-run and --gpus-per-run set the resources of Ray tasks: they need --ray.")
         if options.ray:
             import_ray()
+        for sweep in sweeps:
+            check_output(sweep.settings.output)
     except (TypeError, ValueError, ModuleNotFoundError) as error:
         raise SystemExit(f"error: {error}") from None
 
@@ -709,6 +824,7 @@ def main(argv: list[str] | None = None) -> dict:
     completed = True
     if options.report_only:
         sweeps = [rebuilt(Path(sweep.settings.output)) for sweep in sweeps]
+        reports = {sweep.config.scenario: report(sweep) for sweep in sweeps}
     else:
         validate(sweeps, options)
         for sweep in sweeps:
@@ -716,10 +832,14 @@ def main(argv: list[str] | None = None) -> dict:
             if options.resume:
                 sweep.finished = resumed(sweep)
         completed = run_sweeps(sweeps, options)
-    reports = {sweep.config.scenario: report(sweep) for sweep in sweeps}
+        reports = {sweep.config.scenario: report_locked(sweep) for sweep in sweeps}
     if not completed:
         raise SystemExit("\ninterrupted: every finished run is stored and reported above; "
                          "the same command with --resume trains the others.")
+    failed = sorted(name for sweep in sweeps for name in sweep.failed)
+    if failed:
+        raise SystemExit(f"error: {len(failed)} run(s) failed or unreadable: {', '.join(failed)} "
+                         "(errors above and in --output/runs/).")
     return next(iter(reports.values())) if len(reports) == 1 else reports
 
 

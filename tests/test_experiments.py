@@ -57,3 +57,38 @@ def test_markdown_table_and_plot(tmp_path):
     curves = reporting.learning_curves(rows_from({"x": [[1.0, 2.0], [2.0, 3.0]]}, [0, 5]))
     path = plotting.plot_learning_curves(curves, tmp_path / "curves.png", title="t")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_run_store_reports_unreadable_records_and_ignores_other_files(tmp_path):
+    from experiments.sweeps import RunStore, UnreadableRecord
+
+    store = RunStore(tmp_path, is_record=lambda name: name.startswith("run"), required=("rows",))
+    store.save("run_a", {"rows": [1]})
+    (tmp_path / "run_b.json").write_text('{"rows": [')  # truncated
+    (tmp_path / "run_c.json").write_text("")
+    (tmp_path / "notes.json").write_text("{}")
+    assert store.finished() == ["run_a", "run_b", "run_c"]
+    assert list(store.readable()) == ["run_a"] and sorted(store.unreadable()) == ["run_b", "run_c"]
+    with pytest.raises(UnreadableRecord, match="run_b.json"):
+        store.load("run_b")
+
+
+def test_run_store_claims_split_runs_between_live_processes(tmp_path):
+    import os
+    import socket
+    import subprocess
+
+    from experiments.sweeps import RunStore
+
+    store = RunStore(tmp_path)
+    other = subprocess.Popen(["sleep", "30"])  # a live process holding a claim
+    try:
+        store.claim_path("a").write_text(f"{other.pid} {socket.gethostname()}")
+        assert not store.claim("a") and store.claimed_by("a") == f"{other.pid}@{socket.gethostname()}"
+    finally:
+        other.kill()
+        other.wait()
+    assert store.claim("a")  # its process is gone (kill -9): the stale claim is taken over
+    assert store.claim_path("a").read_text().split()[0] == str(os.getpid())
+    store.release("a")
+    assert not store.claim_path("a").exists()

@@ -148,8 +148,9 @@ def random_state(rng, config: dict, num_envs: int):
         if rng.random() < 0.5:  # crowd the agents around a food
             r, c = np.argwhere(field > 0)[0]
             ring = np.array([[r - 1, c], [r + 1, c], [r, c - 1], [r, c + 1]])
-            take = rng.integers(0, min(n, 4) + 1)
-            cells[:take] = ring[rng.permutation(4)[:take]]
+            ring = ring[field[ring[:, 0], ring[:, 1]] == 0]  # a neighbour may be another food
+            take = rng.integers(0, min(n, len(ring)) + 1)
+            cells[:take] = ring[rng.permutation(len(ring))[:take]]
         positions.append(cells.tolist())
         levels.append(rng.integers(1, top_level + 1, size=n).tolist())
         fields.append(field)
@@ -560,3 +561,59 @@ def test_partial_reset(sight):
         obs, reward, _, _, _ = ref.step(actions[e].tolist())
         np.testing.assert_array_equal(step["agents", "observation"][e].numpy(), np.stack(obs))
         np.testing.assert_array_equal(step["agents", "reward"][e, :, 0].numpy(), np.float32(reward))
+
+
+@pytest.mark.parametrize("categorical", [True, False])
+@pytest.mark.parametrize("bad", ["-1", "6", "float", "zero row", "two-hot"])
+def test_bad_actions_are_refused_and_leave_the_state(categorical, bad):
+    env = LevelBasedForaging(num_envs=2, players=2, field_size=5, max_num_food=1, seed=0,
+                             categorical_actions=categorical)
+    td = env.reset()
+    before = env.get_state()
+    index = torch.zeros(2, 2, dtype=torch.long)
+    if categorical:
+        action = {"-1": index - 1, "6": index + 6, "float": index + 2.7}.get(bad)
+    else:
+        hot = torch.nn.functional.one_hot(index, 6)
+        action = {"zero row": hot * 0, "two-hot": hot + torch.nn.functional.one_hot(index + 1, 6)}.get(bad)
+    if action is None:
+        pytest.skip("not an input of this action kind")
+    td["agents", "action"] = action
+    with pytest.raises((ValueError, TypeError), match=r"\('agents', 'action'\)"):
+        env.step(td)
+    assert (env.get_state() == before).all()
+
+
+def _valid_lbf_state():
+    env = LevelBasedForaging(num_envs=1, players=2, field_size=6, max_num_food=2, max_player_level=3, seed=0)
+    state = env.get_state()
+    state["positions"][0] = torch.tensor([[1, 2], [3, 3]])
+    state["levels"][0] = torch.tensor([1, 2])
+    state["field"][0] = 0
+    state["field"][0, 2, 2] = 2
+    state["food_spawned"][0] = 2
+    return env, state
+
+
+@pytest.mark.parametrize("key, index, value, rule", [
+    ("levels", (0, 0), 0, "levels"),
+    ("levels", (0, 1), 9, "levels"),
+    ("field", (0, 3, 3), -1, "food levels >= 0"),
+    ("field", (0, 0, 3), 1, "border"),
+    ("food_spawned", 0, 0, "food_spawned"),
+    ("food_spawned", 0, 1, "food_spawned"),
+    ("positions", (0, 0), torch.tensor([2, 2]), "agent on a food"),
+])
+def test_set_state_refuses_unreachable_states(key, index, value, rule):
+    env, state = _valid_lbf_state()
+    env.set_state(state)  # the valid state is accepted
+    state[key][index] = value
+    with pytest.raises(ValueError, match=rule):
+        env.set_state(state)
+
+
+def test_set_state_refuses_bool_positions():
+    env, state = _valid_lbf_state()
+    state["positions"] = state["positions"].bool()
+    with pytest.raises(ValueError, match="positions.*integer"):
+        env.set_state(state)

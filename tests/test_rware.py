@@ -622,3 +622,47 @@ def test_one_hot_actions_partial_reset_and_render(tmp_path):
     fresh = ColouredWarehouse(num_envs=3, n_agents=4, shelf_rows=1, shelf_columns=3, seed=0)
     expected = fresh.set_state(after)["agents", "observation"]
     assert torch.equal(out["agents", "observation"][mask], expected[mask])
+
+
+def _shared_cell(s):
+    s["positions"][0, 1] = s["positions"][0, 0]
+
+
+def _carried_twice(s):
+    s["positions"][0] = torch.tensor([[0, 3], [0, 4]])
+    s["shelf_positions"][0, 0] = torch.tensor([0, 3])
+    s["carrying"][0] = torch.tensor([0, 0])
+
+
+def _stacked_shelves(s):
+    s["shelf_positions"][0, 1] = s["shelf_positions"][0, 0]
+
+
+def _all_requested(s):
+    s["requested"][0] = True
+
+
+@pytest.mark.parametrize("change, rule", [
+    (_shared_cell, "positions.*own cell"),
+    (_stacked_shelves, "shelf_positions.*own cell"),
+    (_carried_twice, "carrying.*two agents"),
+    (_all_requested, "request_queue_size"),
+])
+def test_set_state_refuses_unreachable_states(change, rule):
+    env = ColouredWarehouse(num_envs=1, n_agents=2, shelf_rows=1, shelf_columns=3, n_colours=1,
+                            column_height=2, seed=0)
+    env.reset()
+    state = env.get_state()
+    env.set_state(state.clone())  # a state play reached is accepted
+    change(state)
+    with pytest.raises(ValueError, match=rule):
+        env.set_state(state)
+
+
+@pytest.mark.parametrize("action", [torch.tensor([[5, 0]]), torch.tensor([[-1, 0]]), torch.tensor([[1.5, 0]])])
+def test_bad_actions_are_refused(action):
+    env = ColouredWarehouse(num_envs=1, n_agents=2, shelf_rows=1, shelf_columns=3, column_height=2, seed=0)
+    td = env.reset()
+    td["agents", "action"] = action
+    with pytest.raises((ValueError, TypeError), match=r"\('agents', 'action'\)"):
+        env.step(td)

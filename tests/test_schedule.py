@@ -203,3 +203,49 @@ def test_bad_schedule_arguments():
         schedule.observe(TensorDict({}, batch_size=[2]), [actor])
     with pytest.raises(ValueError, match="no GroupedMultiAgentMLP"):
         regroup([0] * 8, [torch.nn.Linear(2, 2)])
+
+
+def test_regroup_changes_nothing_when_a_module_fails_validation():
+    from torchrl_seps import GroupedMultiAgentMLP
+    from torchrl_seps.schedule import regroup
+
+    four = GroupedMultiAgentMLP(3, 2, 4, groups=[0] * 4, centralized=False, depth=1, num_cells=8)
+    five = GroupedMultiAgentMLP(3, 2, 5, groups=[0] * 5, centralized=False, depth=1, num_cells=8)
+    optim = torch.optim.Adam(four.parameters())
+    params = [p.clone() for p in four.parameters()]
+    with pytest.raises(ValueError, match="length n_agents=5"):
+        regroup([0, 0, 1, 1], [four, five], optimizer=optim)
+    assert four.groups.tolist() == [0] * 4 and four.n_groups == 1
+    assert all(torch.equal(a, b) for a, b in zip(params, four.parameters()))
+    assert list(optim.param_groups[0]["params"]) == list(four.parameters())
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"n_groups": 4}, "n_groups must be an int in 1..n_agents=3"),
+    ({"warm_up": "no"}, "warm_up"),
+    ({"bogus": 1}, "bogus"),
+])
+def test_schedule_checks_its_options_at_construction(settings, message):
+    from torchrl.envs.libs.vmas import VmasEnv
+
+    env = VmasEnv("navigation", num_envs=2, n_agents=3, continuous_actions=False, seed=0)
+    with pytest.raises((TypeError, ValueError), match=message):
+        SePSSchedule(env, **settings)
+
+
+@pytest.mark.parametrize("field, value, error, message", [
+    ("max_grad_norm", 0, ValueError, "--max-grad-norm must be a float > 0"),
+    ("gamma", 5, ValueError, r"--gamma must be a float in \(0, 1\]"),
+    ("clip_epsilon", -1, ValueError, "--clip-epsilon"),
+    ("lmbda", 1.5, ValueError, r"--lmbda must be a float in \[0, 1\]"),
+    ("lr", float("nan"), TypeError, "--lr must be a finite float"),
+    ("frames", 1.5, TypeError, "--frames must be an int"),
+    ("n_groups", 50, ValueError, r"--n-groups must be an int in 1..8"),
+    ("id_epochs", 0, ValueError, "--id-epochs must be an int >= 1"),
+    ("device", "gpu", ValueError, "device must be 'auto'"),
+    ("group", "x", ValueError, "--group 'x'"),
+])
+def test_trainer_config_checks_every_field(field, value, error, message):
+    config(**{}).validate()  # the base config is valid
+    with pytest.raises(error, match=message):
+        config(**{field: value}).validate()

@@ -23,7 +23,7 @@ def test_table_has_a_row_per_method_relative_to_fups():
 @pytest.mark.parametrize("argv, message", [
     (["--methods", "seps", "oracle"], "must include fups"),
     (["--preset", "bps-9"], "--preset 'bps-9' is unknown"),
-    (["--num-envs", "0"], "--num-envs must be positive"),
+    (["--num-envs", "0"], "--num-envs must be an int >= 1"),
 ])
 def test_bad_options_fail_with_a_message(capsys, argv, message):
     with pytest.raises(SystemExit):

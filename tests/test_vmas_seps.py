@@ -143,8 +143,8 @@ def test_plots_gif_and_checkpoints(tiny_run):
         (["--minibatches", "3"], "must divide the frames per batch"),
         (["--algorithm", "a2c", "--centralized-critic"], "needs --algorithm ppo"),
         (["--group-sizes", "4", "0"], "groups"),
-        (["--num-envs", "0"], "--num-envs must be positive"),
-        (["--regroup-every", "0"], "--regroup-every must be positive"),
+        (["--num-envs", "0"], "--num-envs must be an int >= 1"),
+        (["--regroup-every", "0"], "--regroup-every must be an int >= 1"),
     ],
 )
 def test_bad_config_fails_before_training(tmp_path, extra, message):
@@ -366,8 +366,9 @@ def test_a_failing_run_is_reported_and_the_sweep_goes_on(tiny_run, tmp_path, mon
     reference, _ = tiny_run
     args = tiny_args(tmp_path, "--methods", "seps", "fups", "--seeds", "0", "--no-gif")
     monkeypatch.setattr(vmas_seps, "run", CountingRun(RuntimeError("boom"), fail_at=1))
-    result = vmas_seps.main(args)
-    assert list(result["failed"]) == ["seps_seed0"]
+    with pytest.raises(SystemExit, match=r"1 run\(s\) failed or unreadable: seps_seed0"):
+        vmas_seps.main(args)  # the sweep goes on, reports, then exits non-zero
+    result = {"table": (tmp_path / "table.md").read_text()}
     assert "RuntimeError: boom" in (tmp_path / "runs" / "seps_seed0.error.txt").read_text()
     assert json.loads((tmp_path / "summary.json").read_text())["failed"] == {"seps_seed0": "RuntimeError: boom"}
     assert [row[0] for row in without_measured(result["table"])[2:]] == ["fups"]
@@ -377,8 +378,10 @@ def test_a_failing_run_is_reported_and_the_sweep_goes_on(tiny_run, tmp_path, mon
 
     retried = CountingRun(ValueError("again"), fail_at=1)  # --resume retries failed runs only
     monkeypatch.setattr(vmas_seps, "run", retried)
-    result = vmas_seps.main([*args, "--resume"])
-    assert retried.calls == [("seps", 0)] and "ValueError: again" in result["failed"]["seps_seed0"]
+    with pytest.raises(SystemExit, match="seps_seed0"):
+        vmas_seps.main([*args, "--resume"])
+    assert retried.calls == [("seps", 0)]
+    assert "ValueError: again" in (tmp_path / "runs" / "seps_seed0.error.txt").read_text()
 
 
 def test_ray_without_ray_names_the_extra(tmp_path, monkeypatch):
@@ -415,3 +418,53 @@ def test_ray_tasks_return_the_sequential_runs(tiny_run, tmp_path):
     assert not result["failed"]
     for method in ("fups", "seps"):
         assert returns(tmp_path)[(method, "1")] == returns(reference)[(method, "1")]
+
+
+def test_report_only_names_an_unreadable_record_and_ignores_other_files(tiny_run, tmp_path, capsys):
+    reference, result = tiny_run
+    shutil.copytree(reference / "runs", tmp_path / "runs")
+    (tmp_path / "runs" / "notes.json").write_text('{"not": "a run"}')
+    (tmp_path / "runs" / "fups_seed1.json").write_text('{"config": {')  # truncated
+    with pytest.raises(SystemExit, match="fups_seed1"):
+        vmas_seps.main(["--output", str(tmp_path), "--report-only"])
+    assert "fups_seed1.json: cannot be read back" in capsys.readouterr().err
+    table = without_measured((tmp_path / "table.md").read_text())
+    assert [row[0] for row in table[2:]] == [row[0] for row in without_measured(result["table"])[2:]]
+    assert "fups_seed1" in json.loads((tmp_path / "summary.json").read_text())["failed"]
+
+
+def test_a_run_claimed_by_a_live_process_is_left_to_it(tiny_run, tmp_path, monkeypatch):
+    import socket
+    import subprocess
+
+    reference, _ = tiny_run
+    args = tiny_args(tmp_path, "--methods", "fups", "--no-gif")
+    (tmp_path / "runs").mkdir(parents=True)
+    other = subprocess.Popen(["sleep", "60"])  # another sweep's process, training fups seed 1
+    try:
+        (tmp_path / "runs" / "fups_seed1.claim").write_text(f"{other.pid} {socket.gethostname()}")
+        counting = CountingRun()
+        monkeypatch.setattr(vmas_seps, "run", counting)
+        vmas_seps.main(args)
+        assert counting.calls == [("fups", 0)]
+        # it stores its run; the report of whoever finishes last covers both
+        shutil.copy(reference / "runs" / "fups_seed1.json", tmp_path / "runs")
+    finally:
+        other.kill()
+        other.wait()
+    (tmp_path / "runs" / "fups_seed1.claim").unlink()
+    final = vmas_seps.main([*args, "--resume"])
+    assert counting.calls == [("fups", 0)] and returns(tmp_path) == {
+        run: rows for run, rows in returns(reference).items() if run[0] == "fups"}
+    assert final["table"].count("| fups |") == 1
+
+
+def test_checkpoints_rebuild_their_actor(tiny_run):
+    reference, _ = tiny_run
+    for method in ("fups_id", "seps"):
+        checkpoint = torch.load(reference / "checkpoints" / f"{method}_seed0.pt", weights_only=False)
+        assert checkpoint["method"] == method and len(checkpoint["groups"]) == 8
+        actor, env = vmas_seps.load_actor(reference / "checkpoints" / f"{method}_seed0.pt", num_envs=2)
+        td = actor(env.reset())
+        assert td["agents", "action"].shape == (2, 8)
+    assert not list((reference / "checkpoints").glob("*.partial"))

@@ -116,6 +116,45 @@ def check_fraction(name: str, value: Any) -> float:
     return float(value)
 
 
+def check_interval(
+    name: str, value: Any, low: float, high: float, *, open_low: bool = False, open_high: bool = False
+) -> float:
+    """A finite real number (not a bool) in the interval from ``low`` to ``high``, each end
+    included unless ``open_low`` / ``open_high``.
+
+    Examples:
+        >>> check_interval("gamma", 0.99, 0, 1, open_low=True)
+        0.99
+        >>> check_interval("gamma", 5, 0, 1, open_low=True)
+        Traceback (most recent call last):
+        ...
+        ValueError: gamma must be a float in (0, 1], got gamma=5.
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        raise TypeError(f"{name} must be a finite float, got {value!r}.")
+    interval = f"{'(' if open_low else '['}{low:g}, {high:g}{')' if open_high else ']'}"
+    if value < low or value > high or (open_low and value == low) or (open_high and value == high):
+        raise ValueError(f"{name} must be a float in {interval}, got {name}={value!r}.")
+    return float(value)
+
+
+def check_unique(name: str, values: Sequence[Any]) -> list[Any]:
+    """A sequence without repeated entries, as a list.
+
+    Examples:
+        >>> check_unique("seeds", [0, 1, 0])
+        Traceback (most recent call last):
+        ...
+        ValueError: seeds must not repeat an entry, got [0, 1, 0] (0 twice).
+    """
+    seen: set = set()
+    for v in values:
+        if v in seen:
+            raise ValueError(f"{name} must not repeat an entry, got {list(values)!r} ({v!r} twice).")
+        seen.add(v)
+    return list(values)
+
+
 def check_bool(name: str, value: Any, *, optional: bool = False) -> bool | None:
     """``True`` or ``False`` (``None`` too when ``optional``)."""
     if (optional and value is None) or isinstance(value, bool):
@@ -276,3 +315,58 @@ def check_options(
     for name in required:
         if name not in kwargs:
             raise TypeError(f"{owner} needs {name}")
+
+
+def check_actions(
+    name: str, action: torch.Tensor, n_actions: int, categorical: bool, shape: Sequence[int] | None = None
+) -> torch.Tensor:
+    """Discrete actions as indices (a ``LongTensor``): integer indices in ``[0, n_actions)``
+    (``categorical``), or one-hot rows of ``n_actions`` entries, each 0 or 1 and exactly one 1;
+    ``shape`` (optional) is the shape of the indices. One min / max reduction per check, cheap
+    enough to run on every step.
+
+    Examples:
+        >>> check_actions("action", torch.tensor([[0, 4]]), 5, True)
+        tensor([[0, 4]])
+        >>> check_actions("action", torch.tensor([[0, 0, 1], [0, 1, 0]]), 3, False)
+        tensor([2, 1])
+        >>> check_actions("action", torch.tensor([-1, 2]), 5, True)
+        Traceback (most recent call last):
+        ...
+        ValueError: action must hold action indices in [0, 5) (integers 0..4), got values in [-1, 2].
+    """
+    if not isinstance(action, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(action).__name__}.")
+    if categorical:
+        if action.dtype.is_floating_point or action.dtype.is_complex or action.dtype == torch.bool:
+            raise TypeError(f"{name} must hold integer action indices, got a tensor of dtype {action.dtype}.")
+        index = action
+    else:
+        if action.ndim == 0 or action.shape[-1] != n_actions:
+            raise ValueError(
+                f"{name} must be one-hot rows of {n_actions} entries, got shape {tuple(action.shape)}."
+            )
+        rows = action.detach()
+        # non-negative entries summing to 1 with a largest of 1: one 1, the rest 0
+        bad = rows.sum(-1) != 1
+        if rows.dtype != torch.bool:
+            bad = bad | (rows.amax(-1) != 1) | (rows.amin(-1) < 0)
+        if bool(bad.any()):
+            raise ValueError(
+                f"{name} must be one-hot rows of {n_actions} entries (each 0 or 1, exactly one 1 per "
+                "row), got a row that is not."
+            )
+        index = action.to(torch.uint8).argmax(-1) if action.dtype == torch.bool else action.argmax(-1)
+    if shape is not None and tuple(index.shape) != tuple(shape):
+        raise ValueError(
+            f"{name} must have shape {tuple(shape) if categorical else (*shape, n_actions)}, "
+            f"got {tuple(action.shape)}."
+        )
+    if categorical and index.numel():
+        low, high = torch.aminmax(index.detach())
+        if low < 0 or high >= n_actions:
+            raise ValueError(
+                f"{name} must hold action indices in [0, {n_actions}) (integers 0..{n_actions - 1}), "
+                f"got values in [{int(low)}, {int(high)}]."
+            )
+    return index.long()

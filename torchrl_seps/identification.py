@@ -170,6 +170,24 @@ class IdentificationOptions:
         check_options(owner, settings, [spec.name for spec in fields(cls)])
         return replace(options, **settings)
 
+    def check_agents(self, n_agents: int) -> None:
+        """Checks the settings whose range depends on the number of agents: ``n_groups`` in
+        ``1..n_agents``.
+
+        Examples:
+            >>> IdentificationOptions(n_groups=4).check_agents(3)
+            Traceback (most recent call last):
+            ...
+            ValueError: n_groups must be an int in 1..n_agents=3 (or None: chosen automatically), got n_groups=4.
+        """
+        if self.n_groups is not None and not 1 <= self.n_groups <= n_agents:
+            raise ValueError(
+                f"n_groups must be an int in 1..n_agents={n_agents} (or None: chosen "
+                f"automatically), got n_groups={self.n_groups}."
+            )
+        if self.clustering is not None:
+            self.clustering.validate_params(n_agents)
+
     def seeded(self, offset: int) -> IdentificationOptions:
         """A copy whose seed is ``seed + offset`` (unseeded stays unseeded)."""
         return self if self.seed is None else replace(self, seed=self.seed + offset)
@@ -244,6 +262,20 @@ class GroupKeys:
                     f"the {leaf} spec at {key} has shape {tuple(spec[key].shape)}; expected a "
                     f"per-agent entry of shape (*{tuple(env.batch_size)}, n_agents, ...)."
                 )
+            if -1 in spec[key].shape:
+                raise ValueError(
+                    f"the agents of group {group!r} have {leaf} specs of different shapes "
+                    f"({key}: {tuple(spec[key].shape)}, -1 where they differ); identification "
+                    "fits one model to every agent of a group: give them one spec (pad the "
+                    "entries) or put agents of different specs in different groups."
+                )
+        mask = (group, "action_mask")
+        if mask in specs["observation"].keys(True, True) or mask in specs["action"].keys(True, True):
+            raise ValueError(
+                f"env has an action mask {mask}; identification fits every agent's transitions "
+                "as if its sampled action had been applied and does not honour masks: identify "
+                "on an env without masked actions."
+            )
         return keys
 
 

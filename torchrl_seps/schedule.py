@@ -30,7 +30,7 @@ from torch import nn
 from torchrl.envs import EnvBase
 from torchrl.objectives import LossModule
 
-from torchrl_seps._checks import GroupsLike, check_instance, check_int, validate_groups
+from torchrl_seps._checks import GroupsLike, check_bool, check_instance, check_int, validate_groups
 from torchrl_seps._compat import delayed_loss_networks, rebind_loss_parameters
 from torchrl_seps.identification import (
     GroupKeys,
@@ -114,9 +114,10 @@ def regroup(
         raise ValueError("modules hold no GroupedMultiAgentMLP to regroup.")
     if loss is not None:
         _check_loss(loss)
+    # every network's groups checked before any is changed: a failure leaves all as they were
+    checked = [validate_groups(groups, net.n_agents) for net in networks]
     replaced: dict[nn.Parameter, tuple[nn.Parameter, list[int]]] = {}
-    for net in networks:
-        ids = validate_groups(groups, net.n_agents)
+    for net, ids in zip(networks, checked):
         source = warm_start_sources(net.groups, ids)
         old = dict(net.params.items(True, True))
         net.set_groups(ids, warm_start=True)
@@ -230,7 +231,9 @@ class SePSSchedule:
     ):
         self.options = IdentificationOptions.resolve(options, settings, "SePSSchedule")
         self.keys = GroupKeys.of(env, group)
+        self.options.check_agents(env.full_observation_spec[self.keys.observation].shape[len(env.batch_size)])
         check_int("regroup_every", regroup_every, optional=True)
+        check_bool("warm_up", warm_up)
         if not warm_up and regroup_every is None:
             raise ValueError("warm_up=False needs regroup_every: otherwise nothing is scheduled.")
         self.env = env

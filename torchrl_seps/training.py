@@ -38,9 +38,17 @@ from torchrl.envs.utils import ExplorationType, set_exploration_type
 from torchrl.objectives import A2CLoss, LossModule, ValueEstimators
 from torchrl.objectives.multiagent import IPPOLoss, MAPPOLoss
 
+from torchrl_seps._checks import (
+    check_bool,
+    check_float,
+    check_instance,
+    check_int,
+    check_interval,
+    check_unique,
+)
 from torchrl_seps.devices import resolve_device
 from torchrl_seps.diversity import system_neural_diversity
-from torchrl_seps.identification import IdentificationOptions, IdentificationResult, identify_groups
+from torchrl_seps.identification import GroupKeys, IdentificationOptions, IdentificationResult, identify_groups
 from torchrl_seps.policies import make_actor, make_critic
 from torchrl_seps.schedule import SePSSchedule
 from torchrl_seps.scenarios import agent_types, episode_length, list_presets, make_env
@@ -81,7 +89,7 @@ class TrainerConfig(TrainerSettings):
         >>> TrainerConfig(num_envs=0).validate()
         Traceback (most recent call last):
         ...
-        ValueError: --num-envs must be positive, got 0.
+        ValueError: --num-envs must be an int >= 1, got --num-envs=0.
     """
 
     def identification(self, seed: int, progress: bool = False) -> IdentificationOptions:
@@ -94,32 +102,64 @@ class TrainerConfig(TrainerSettings):
         )
 
     def validate(self, methods: Sequence[str] = METHODS) -> None:
-        """Fails with a clear message before any training starts; ``methods`` are those to be
-        trained (the frame budget must leave SePS a batch after its identification)."""
+        """Fails with a clear message before any training starts: every field's type and range
+        (``TypeError`` / ``ValueError`` naming its flag, the value seen and what is allowed);
+        ``methods`` are those to be trained (no repeats; the frame budget must leave SePS a
+        batch after its identification)."""
+        check_instance("--methods", methods, Sequence, "a sequence of method names")
         unknown = sorted(set(methods) - set(METHODS))
-        if unknown or not methods:
+        if unknown or not methods or isinstance(methods, str):
             raise ValueError(f"--methods must be among {list(METHODS)}, got {list(methods)}.")
+        check_unique("--methods", methods)
+        for name in ("preset", "group", "algorithm", "id_policy", "device"):
+            check_instance(_flag(name), getattr(self, name), str, "a str")
+        if self.env is not None:
+            check_instance("--env", self.env, str, "a str, MODULE:FUNCTION")
+        for name in ("continuous_actions", "centralized_critic"):
+            check_bool(_flag(name), getattr(self, name))
         if self.env is None and self.preset not in list_presets(vmas_scenarios=True):
             raise ValueError(f"--preset {self.preset!r} is unknown; presets: {list(list_presets())}, "
                              "or any VMAS scenario name.")
-        env = build_env(self, num_envs=1, seed=0)  # checks the scenario settings
-        if episode_length(env) is None:
-            raise ValueError(f"{self.scenario!r} has no episode length: its env needs a "
-                             "StepCounter(max_steps=...) transform (e.g. --scenario-kwargs max_steps=100).")
-        if "oracle" in methods and true_types(env) is None:
-            raise ValueError(f"--methods oracle needs the true agent types, unknown for {self.scenario!r}.")
         if self.algorithm not in ("ppo", "a2c"):
             raise ValueError(f"--algorithm must be 'ppo' or 'a2c', got {self.algorithm!r}.")
         if self.centralized_critic and self.algorithm != "ppo":
             raise ValueError("--centralized-critic (MAPPO) needs --algorithm ppo.")
         if self.id_policy not in ("warmup", "random"):
             raise ValueError(f"--id-policy must be 'warmup' or 'random', got {self.id_policy!r}.")
-        if self.regroup_every is not None and self.regroup_every < 1:
-            raise ValueError(f"--regroup-every must be positive, got {self.regroup_every}.")
-        for name in ("num_envs", "rollout_steps", "ppo_epochs", "minibatches", "eval_every",
-                     "eval_envs", "depth", "num_cells"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}.")
+        for name in ("frames", "num_envs", "rollout_steps", "ppo_epochs", "minibatches", "eval_every",
+                     "eval_envs", "depth", "num_cells", "id_frames"):
+            check_int(_flag(name), getattr(self, name))
+        for name in ("regroup_every", "id_epochs", "n_groups"):
+            check_int(_flag(name), getattr(self, name), optional=True)
+        check_float("--lr", self.lr, positive=True)
+        check_interval("--gamma", self.gamma, 0, 1, open_low=True)
+        check_interval("--lmbda", self.lmbda, 0, 1)
+        check_interval("--clip-epsilon", self.clip_epsilon, 0, 1, open_low=True)
+        check_float("--entropy-coeff", self.entropy_coeff)
+        check_float("--critic-coeff", self.critic_coeff, positive=True)
+        check_float("--max-grad-norm", self.max_grad_norm, positive=True)
+        try:
+            device = resolve_device(self.device)
+        except ValueError as error:
+            raise ValueError(f"--{error}") from None
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"--device {self.device!r} needs CUDA, which this machine does not have.")
+        env = build_env(self, num_envs=1, seed=0)  # checks the scenario settings
+        try:
+            if episode_length(env) is None:
+                raise ValueError(f"{self.scenario!r} has no episode length: its env needs a StepCounter("
+                                 "max_steps=...) transform (e.g. --scenario-kwargs max_steps=100).")
+            if "oracle" in methods and true_types(env) is None:
+                raise ValueError(f"--methods oracle needs the true agent types, unknown for {self.scenario!r}.")
+            try:
+                keys = GroupKeys.of(env, self.group)  # the group's per-agent entries
+            except ValueError as error:
+                raise ValueError(f"--group {self.group!r}: {error}") from None
+            n_agents = env.full_observation_spec[keys.observation].shape[len(env.batch_size)]
+        finally:
+            env.close()
+        if self.n_groups is not None and self.n_groups > n_agents:
+            raise ValueError(f"--n-groups must be an int in 1..{n_agents} (the agents), got {self.n_groups}.")
         if self.frames_per_batch % self.minibatches:
             raise ValueError(
                 f"--minibatches ({self.minibatches}) must divide the frames per batch "
@@ -133,6 +173,11 @@ class TrainerConfig(TrainerSettings):
                 + (f"SePS identifies from --id-frames {self.id_frames}, then trains " if seps else "")
                 + f"one batch of num_envs * rollout_steps = {self.frames_per_batch}), got {self.frames}."
             )
+
+
+def _flag(name: str) -> str:
+    """The command-line flag of a config field."""
+    return "--" + name.replace("_", "-")
 
 
 def load_env_factory(spec: str) -> Callable[..., EnvBase]:

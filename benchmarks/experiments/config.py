@@ -10,8 +10,10 @@ script that takes it.
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
 from torchrl_seps.settings import METHODS
@@ -50,10 +52,40 @@ class SweepConfig:
     def validate(self) -> None:
         """Fails with a clear message before any training starts (the methods are the
         trainer's to check: :meth:`~torchrl_seps.training.TrainerConfig.validate`)."""
+        # imported here: the checks load torch, which --help does without
+        from torchrl_seps._checks import check_bool, check_instance, check_int, check_unique
+
         if self.logger not in LOGGERS:
             raise ValueError(f"--logger must be csv, tensorboard, wandb or none, got {self.logger!r}.")
+        check_instance("--seeds", self.seeds, (list, tuple), "a list of ints")
         if not self.seeds:
             raise ValueError("--seeds needs at least one seed.")
+        for seed in self.seeds:
+            check_int("--seeds", seed, minimum=0)
+        check_unique("--seeds", self.seeds)
+        check_instance("--methods", self.methods, (list, tuple), "a list of method names")
+        check_unique("--methods", self.methods)
+        check_int("--threads", self.threads, optional=True)
+        check_bool("--gif", self.gif)
+        check_bool("--progress", self.progress)
+        check_output(self.output)
+
+
+def check_output(output: Any) -> Path:
+    """An output folder that exists or can be made: not a file, nor under one, and writable
+    (the nearest existing folder above it, when it does not exist yet)."""
+    from torchrl_seps._checks import check_instance
+
+    check_instance("--output", output, (str, Path), "a folder path")
+    path = Path(output)
+    if str(output) == "":
+        raise ValueError("--output must name a folder, got ''.")
+    existing = next(p for p in (path, *path.parents) if p.exists() or p == Path(p.anchor or "."))
+    if not existing.is_dir():
+        raise ValueError(f"--output must be a folder, but {existing} is a file (--output={output}).")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"--output {output}: {existing} is not writable.")
+    return path
 
 
 def add_arguments(parser: argparse.ArgumentParser, config_class: type, names: Sequence[str] | None = None) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import sys
 import traceback
 from collections.abc import Callable, Iterator, Sequence
@@ -22,7 +23,7 @@ from typing import Any
 
 from torchrl_seps._checks import check_float
 
-__all__ = ["Outcome", "RunStore", "import_ray", "run_tasks"]
+__all__ = ["Outcome", "RunStore", "UnreadableRecord", "import_ray", "run_tasks", "write_atomically"]
 
 RAY_MISSING = (
     "--ray needs Ray, an optional dependency of torchrl-seps: install it with "
@@ -30,17 +31,29 @@ RAY_MISSING = (
 )
 
 
+class UnreadableRecord(ValueError):
+    """A stored record that cannot be read back (truncated, empty, not a record); names its file."""
+
+
 class RunStore:
     """A folder of runs: ``<name>.json`` for each finished run, ``<name>.error.txt`` for each
-    failed one.
+    failed one, ``<name>.claim`` for each run a live process is training.
 
     A record is written to a temporary file and renamed into place, so a run is either stored
     whole or not at all, whenever the process stops. Storing a run removes the error of an
     earlier attempt, and storing an error removes the record of an earlier attempt: the folder
-    holds each run's latest outcome.
+    holds each run's latest outcome. A record that cannot be read back (a file damaged by hand,
+    say) is :meth:`unreadable`, reported by name and treated as not stored; files that are not
+    records (names ``is_record`` refuses, such as a ``notes.json``) are ignored.
+
+    :meth:`claim` lets processes that share the folder split its runs: a claim file names the
+    claiming process, and a claim whose process is no longer alive on this host (killed, say)
+    is stale and taken over.
 
     Args:
         root (str or Path): the folder; created on the first write.
+        is_record (callable, optional): which names are runs' (default: every ``*.json``).
+        required (sequence of str): the keys a record must hold to be read back.
 
     Examples:
         >>> import tempfile
@@ -51,16 +64,28 @@ class RunStore:
         (['fups_seed0'], {'seps_seed0': 'Traceback ...\\nValueError: boom'})
         >>> store.load("fups_seed0")["rows"][0]["eval_return"]
         -3.5
+        >>> _ = store.record_path("nops_seed0").write_text('{"rows": [')  # a truncated record
+        >>> sorted(store.readable()), list(store.unreadable())
+        (['fups_seed0'], ['nops_seed0'])
+        >>> store.claim("fups_seed1"), store.claim("fups_seed1")  # this process holds it
+        (True, True)
     """
 
-    def __init__(self, root: str | Path) -> None:
+    def __init__(
+        self, root: str | Path, is_record: Callable[[str], bool] | None = None, required: Sequence[str] = ()
+    ) -> None:
         self.root = Path(root)
+        self.is_record = is_record if is_record is not None else (lambda name: True)
+        self.required = tuple(required)
 
     def record_path(self, name: str) -> Path:
         return self.root / f"{name}.json"
 
     def error_path(self, name: str) -> Path:
         return self.root / f"{name}.error.txt"
+
+    def claim_path(self, name: str) -> Path:
+        return self.root / f"{name}.claim"
 
     def save(self, name: str, record: dict[str, Any]) -> None:
         """Stores a finished run's record (anything :mod:`json` writes)."""
@@ -73,23 +98,137 @@ class RunStore:
         self.record_path(name).unlink(missing_ok=True)
 
     def finished(self) -> list[str]:
-        """The names of the finished runs, sorted."""
-        return sorted(path.name.removesuffix(".json") for path in self.root.glob("*.json"))
+        """The names of the stored records (readable or not), sorted."""
+        names = (path.name.removesuffix(".json") for path in self.root.glob("*.json"))
+        return sorted(name for name in names if self.is_record(name))
 
     def load(self, name: str) -> dict[str, Any]:
-        """The record of a finished run."""
-        return json.loads(self.record_path(name).read_text())
+        """The record of a finished run; :class:`UnreadableRecord` names the file otherwise."""
+        path = self.record_path(name)
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise UnreadableRecord(f"{path}: cannot be read back ({error})") from None
+        missing = [key for key in self.required if not isinstance(record, dict) or key not in record]
+        if missing:
+            raise UnreadableRecord(f"{path}: is not a run record (it lacks {missing})")
+        return record
+
+    def readable(self) -> dict[str, dict[str, Any]]:
+        """``{name: record}`` of the records that can be read back."""
+        records = {}
+        for name in self.finished():
+            try:
+                records[name] = self.load(name)
+            except UnreadableRecord:
+                pass
+        return records
+
+    def unreadable(self) -> dict[str, str]:
+        """``{name: why}`` of the stored records that cannot be read back."""
+        found = {}
+        for name in self.finished():
+            try:
+                self.load(name)
+            except UnreadableRecord as error:
+                found[name] = str(error)
+        return found
 
     def errors(self) -> dict[str, str]:
         """``{name: error}`` of the failed runs."""
-        return {path.name.removesuffix(".error.txt"): path.read_text()
-                for path in sorted(self.root.glob("*.error.txt"))}
+        return {name: path.read_text() for path in sorted(self.root.glob("*.error.txt"))
+                if self.is_record(name := path.name.removesuffix(".error.txt"))}
+
+    def claim(self, name: str) -> bool:
+        """Claims run ``name`` for this process: ``True`` when it holds the claim now (taken,
+        already its own, or taken over from a process that is gone), ``False`` when a live
+        process holds it."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        return claim_file(self.claim_path(name))
+
+    def release(self, name: str) -> None:
+        """Gives up this process's claim of ``name`` (nothing when another process holds it)."""
+        release_file(self.claim_path(name))
+
+    def claimed_by(self, name: str) -> str | None:
+        """Who holds a live claim of ``name`` (``"pid@host"``), else ``None``."""
+        owner = _claim_owner(self.claim_path(name))
+        return None if owner is None or not _alive(*owner) else f"{owner[0]}@{owner[1]}"
 
     def _write(self, path: Path, text: str) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(path.name + ".partial")
-        partial.write_text(text)
-        os.replace(partial, path)
+        write_atomically(path, text.encode())
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Writes ``data`` to ``path`` through a temporary file renamed into place: readers see the
+    old file or the new one, never a part."""
+    partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
+    with open(partial, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(partial, path)
+
+
+def claim_file(path: Path) -> bool:
+    """Creates the claim file ``path`` for this process (see :meth:`RunStore.claim`)."""
+    mine = path.with_name(f"{path.name}.{os.getpid()}.new")
+    mine.write_text(f"{os.getpid()} {socket.gethostname()}")
+    try:
+        return _take(path, mine)
+    finally:
+        mine.unlink(missing_ok=True)
+
+
+def _take(path: Path, mine: Path) -> bool:
+    for _ in range(3):
+        try:
+            os.link(mine, path)  # creates path, whole, only if it does not exist
+        except FileExistsError:
+            owner = _claim_owner(path)
+            if owner == (os.getpid(), socket.gethostname()):
+                return True
+            if owner is not None and _alive(*owner):
+                return False
+            # stale (its process is gone) or half-written: take it over, unless another
+            # process did in between
+            stale = path.with_name(f"{path.name}.{os.getpid()}.stale")
+            try:
+                os.replace(path, stale)
+                stale.unlink()
+            except FileNotFoundError:
+                pass
+            continue
+        return True
+    return False
+
+
+def release_file(path: Path) -> None:
+    """Removes the claim file ``path`` when this process holds it."""
+    if _claim_owner(path) == (os.getpid(), socket.gethostname()):
+        path.unlink(missing_ok=True)
+
+
+def _claim_owner(path: Path) -> tuple[int, str] | None:
+    try:
+        pid, host = path.read_text().split(" ", 1)
+        return int(pid), host
+    except (OSError, ValueError):
+        return None
+
+
+def _alive(pid: int, host: str) -> bool:
+    """Whether process ``pid`` of ``host`` runs; a process of another host counts as alive."""
+    if host != socket.gethostname():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 @dataclass

@@ -13,7 +13,7 @@
 """
 from __future__ import annotations
 
-from torchrl_seps.scenarios.actions import FIVE_MOVES, DiscreteActionTable
+from torchrl_seps.scenarios.actions import FIVE_MOVES, BoundedActionCheck, DiscreteActionTable
 from torchrl_seps.scenarios.blind_spread import BlindParticleSpread
 from torchrl_seps.scenarios.foraging import LevelBasedForaging
 from torchrl_seps.scenarios.presets import PRESETS, Preset, agent_types, list_presets, make_env
@@ -26,6 +26,7 @@ __all__ = [
     "ColouredWarehouse",
     "LevelBasedForaging",
     "RotatedNavigation",
+    "BoundedActionCheck",
     "DiscreteActionTable",
     "FIVE_MOVES",
     "PRESETS",

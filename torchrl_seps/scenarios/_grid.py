@@ -20,7 +20,7 @@ from tensordict import TensorDict, TensorDictBase
 from torchrl.data import Bounded, Categorical, Composite, OneHot, Unbounded
 from torchrl.envs import EnvBase
 
-from torchrl_seps._checks import check_bool, check_int, is_int
+from torchrl_seps._checks import check_actions, check_bool, check_int, is_int
 from torchrl_seps._compat import unchecked_tensordict
 
 __all__ = ["GridWorld"]
@@ -116,25 +116,45 @@ class GridWorld(EnvBase):
 
     # ------------------------------------------------------------------------ state
 
-    def _state_values(self, state: TensorDictBase, shapes: dict[str, tuple[int, ...]]) -> dict[str, torch.Tensor]:
-        """The integer entries ``shapes`` of ``state`` on the env's device, checked; ``positions``
-        (and any other key ending in ``positions``), ``[..., 2]`` (row, col), must lie in the grid."""
+    def _state_values(
+        self, state: TensorDictBase, shapes: dict[str, tuple[int, ...]], flags: Sequence[str] = ()
+    ) -> dict[str, torch.Tensor]:
+        """The entries ``shapes`` of ``state`` on the env's device, checked: the ``flags`` bool
+        tensors, the others integer tensors (not bool), as ``int64``; ``positions`` (and any other
+        key ending in ``positions``), ``[..., 2]`` (row, col), must lie in the grid."""
+        if not isinstance(state, TensorDictBase):
+            raise TypeError(f"state must be a TensorDict (as get_state returns), got {type(state).__name__}")
         values = {}
         for key, shape in shapes.items():
             value = state.get(key, None)
             if value is None:
                 raise ValueError(f"state must contain {key!r}")
-            if tuple(value.shape) != shape or value.dtype.is_floating_point:
+            kind = "bool" if key in flags else "integer (not bool)"
+            wrong_type = (value.dtype != torch.bool) if key in flags else (
+                value.dtype.is_floating_point or value.dtype.is_complex or value.dtype == torch.bool
+            )
+            if tuple(value.shape) != shape or wrong_type:
                 raise ValueError(
-                    f"state[{key!r}] must be an integer tensor of shape {shape}, got "
+                    f"state[{key!r}] must be a {kind} tensor of shape {shape}, got "
                     f"{value.dtype} {tuple(value.shape)}"
                 )
-            values[key] = value.to(self.device, torch.bool if value.dtype == torch.bool else torch.long)
+            values[key] = value.to(self.device, torch.bool if key in flags else torch.long)
             if key.endswith("positions"):
                 pos = values[key]
-                if (pos < 0).any() or (pos[..., 0] >= self.rows).any() or (pos[..., 1] >= self.cols).any():
-                    raise ValueError(f"state[{key!r}] must lie in the {self.rows} x {self.cols} grid")
+                outside = (pos < 0).any(-1) | (pos[..., 0] >= self.rows) | (pos[..., 1] >= self.cols)
+                self._refuse(outside, key, f"must lie in the {self.rows} x {self.cols} grid")
         return values
+
+    @staticmethod
+    def _refuse(broken: torch.Tensor, key: str, rule: str) -> None:
+        """Raises a ``ValueError`` stating ``rule`` of ``state[key]`` when ``broken`` (``[E, ...]``,
+        ``True`` where the state breaks the rule) holds anywhere, naming the first envs that do."""
+        envs = broken.reshape(broken.shape[0], -1).any(1).nonzero().flatten()
+        if envs.numel():
+            raise ValueError(
+                f"state[{key!r}] {rule} (no episode reaches such a state); broken in env(s) "
+                f"{envs[:5].tolist()}"
+            )
 
     # ------------------------------------------------------------------------ reset and step
 
@@ -155,10 +175,13 @@ class GridWorld(EnvBase):
 
     def _actions(self, tensordict: TensorDictBase) -> torch.Tensor:
         """The joint action of ``tensordict`` as integers ``[num_envs, n_agents]``."""
-        action = tensordict.get(("agents", "action")).to(self.device)
-        if not self.categorical_actions:
-            action = action.long().argmax(-1)
-        return action.long().reshape(self.num_envs, self.n_agents)
+        action = tensordict.get(("agents", "action"), None)
+        if action is None:
+            raise KeyError("the step's tensordict has no ('agents', 'action') entry.")
+        return check_actions(
+            "('agents', 'action')", action.to(self.device), self.n_actions,
+            self.categorical_actions, self._agents_batch,
+        )
 
     def _step_output(self, reward: torch.Tensor, terminated: torch.Tensor) -> TensorDict:
         """The observation of the new state with rewards ``[E, N]`` and ``terminated`` ``[E, 1]``."""

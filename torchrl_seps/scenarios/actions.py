@@ -6,7 +6,9 @@ from tensordict.utils import NestedKey
 from torchrl.data import Bounded, Categorical, Composite, OneHot, TensorSpec
 from torchrl.envs.transforms import Transform
 
-__all__ = ["DiscreteActionTable", "FIVE_MOVES"]
+from torchrl_seps._checks import check_actions
+
+__all__ = ["BoundedActionCheck", "DiscreteActionTable", "FIVE_MOVES"]
 
 #: The five moves of the particle environments: no-op, -x, +x, -y, +y (in this order).
 FIVE_MOVES: torch.Tensor = torch.tensor(
@@ -72,9 +74,8 @@ class DiscreteActionTable(Transform):
         return self.table.shape[0]
 
     def _inv_apply_transform(self, action: torch.Tensor) -> torch.Tensor:
-        if self.categorical:
-            return self.table[action]
-        return action.to(self.table.dtype) @ self.table  # one-hot rows select table rows
+        index = check_actions(str(self.action_key), action, self.n_actions, self.categorical)
+        return self.table[index]
 
     def transform_action_spec(self, action_spec: TensorSpec) -> TensorSpec:
         spec = action_spec[self.action_key]
@@ -105,3 +106,42 @@ class DiscreteActionTable(Transform):
         action_spec = action_spec.clone() if isinstance(action_spec, Composite) else action_spec
         action_spec[self.action_key] = new
         return action_spec
+
+
+class BoundedActionCheck(Transform):
+    """Refuses continuous actions that are not finite or lie outside the env's action bounds,
+    with a ``ValueError`` naming the entry, before they reach the env (VMAS itself fails on
+    them with a bare ``AssertionError``). One min / max reduction per step.
+
+    Args:
+        action_key (NestedKey): the action entry. Default ``("agents", "action")``.
+
+    Examples:
+        >>> from torchrl.envs import TransformedEnv
+        >>> from torchrl.envs.libs.vmas import VmasEnv
+        >>> env = TransformedEnv(VmasEnv("navigation", num_envs=2, continuous_actions=True, n_agents=2),
+        ...                      BoundedActionCheck())
+        >>> td = env.reset()
+        >>> td["agents", "action"] = torch.full((2, 2, 2), float("nan"))
+        >>> env.step(td)
+        Traceback (most recent call last):
+        ...
+        ValueError: ('agents', 'action') must be finite and within the action bounds [-1, 1], got values in [nan, nan].
+    """
+
+    def __init__(self, action_key: NestedKey = ("agents", "action")) -> None:
+        super().__init__(in_keys_inv=[action_key], out_keys_inv=[action_key])
+        self.action_key = action_key
+        self.bounds: tuple[float, float] | None = None
+
+    def _inv_apply_transform(self, action: torch.Tensor) -> torch.Tensor:
+        if self.bounds is None:
+            space = self.parent.full_action_spec[self.action_key].space
+            self.bounds = (float(space.low.min()), float(space.high.max()))
+        low, high = torch.aminmax(action.detach())
+        if not (self.bounds[0] <= low and high <= self.bounds[1]):  # false for NaN too
+            raise ValueError(
+                f"{self.action_key} must be finite and within the action bounds "
+                f"[{self.bounds[0]:g}, {self.bounds[1]:g}], got values in [{float(low):g}, {float(high):g}]."
+            )
+        return action

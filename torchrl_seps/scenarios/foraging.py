@@ -347,9 +347,11 @@ class LevelBasedForaging(GridWorld):
     def set_state(self, state: TensorDictBase) -> TensorDict:
         """Replace the game state (all four entries of :meth:`get_state`) and observe it.
 
-        The state should be one that play can reach: agents in the grid and never on a
-        food, foods not on the border, at most ``max_num_food`` foods. Step counters of
-        transforms are not touched.
+        The state must be one that play can reach, else a ``ValueError`` states the rule it
+        breaks: integer (not bool) entries; agents in the grid and never on a food; levels
+        within the agents' level bounds (the fixed ``levels`` when set); food levels ``>= 0``,
+        foods not on the border, at most ``max_num_food`` of them; ``food_spawned >= 1`` and at
+        least the food left on the field. Step counters of transforms are not touched.
 
         Returns:
             TensorDict: the observation of the new state, as :meth:`reset` returns it.
@@ -378,16 +380,36 @@ class LevelBasedForaging(GridWorld):
             "food_spawned": (self.num_envs,),
         }
         values = self._state_values(state, expected)
-        foods = (values["field"] > 0).flatten(1).sum(1).max().item()
-        if foods > self.max_num_food:
-            raise ValueError(f"state['field'] must hold at most max_num_food={self.max_num_food} foods, got {foods}")
-        highest, limit = values["field"].max().item(), torch.iinfo(self._grid.dtype).max
-        if highest > limit:
-            raise ValueError(f"state['field'] holds a food of level {highest}; this env stores food levels up to {limit}")
+        self._check_state(values)
         self._cells, self._levels = self._cell(values["positions"]), values["levels"].clone()
         self._grid, self._food_spawned = self._padded(values["field"]).to(self._grid.dtype), values["food_spawned"].clone()
         self._food_cells = self._food_list(self._grid)
         return self._observe()
+
+    def _check_state(self, values: dict[str, torch.Tensor]) -> None:
+        """Refuses a state no episode reaches, stating the rule it breaks."""
+        field, levels, spawned = values["field"], values["levels"], values["food_spawned"]
+        highest, limit = field.max().item(), torch.iinfo(self._grid.dtype).max
+        if highest > limit:
+            raise ValueError(f"state['field'] holds a food of level {highest}; this env stores food levels up to {limit}")
+        refuse = self._refuse
+        if self.fixed_levels is not None:
+            refuse(levels != self._min_level, "levels", f"must be the fixed levels {list(self.fixed_levels)}")
+        else:
+            low, high = int(self._min_level.min()), int(self._max_level.max())
+            refuse((levels < low) | (levels > high), "levels", f"must lie in [{low}, {high}]")
+        refuse(field < 0, "field", "must hold food levels >= 0 (0: no food)")
+        foods = field > 0
+        refuse(foods.flatten(1).sum(1) > self.max_num_food, "field", f"must hold at most max_num_food={self.max_num_food} foods")
+        border = torch.ones_like(foods)
+        border[:, 1:-1, 1:-1] = False
+        refuse(foods & border, "field", "must not hold a food on the border (foods spawn on inner cells)")
+        rows, cols = values["positions"].unbind(-1)
+        under = field.flatten(1).gather(1, rows * self.cols + cols)
+        refuse(under > 0, "positions", "must not put an agent on a food")
+        total = field.flatten(1).sum(1)
+        refuse((spawned < 1) | (spawned < total), "food_spawned",
+               "must be >= 1 and >= the total food level on the field (foods only disappear)")
 
     # ------------------------------------------------------------------------ reset
 

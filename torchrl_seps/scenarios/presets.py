@@ -54,7 +54,7 @@ from torchrl.envs.libs.vmas import VmasEnv
 from torchrl_seps._checks import check_bool, check_int
 
 from torchrl_seps.scenarios._base import TypedScenario
-from torchrl_seps.scenarios.actions import FIVE_MOVES, DiscreteActionTable
+from torchrl_seps.scenarios.actions import FIVE_MOVES, BoundedActionCheck, DiscreteActionTable
 from torchrl_seps.scenarios.blind_spread import BlindParticleSpread
 from torchrl_seps.scenarios.foraging import LevelBasedForaging
 from torchrl_seps.scenarios._grid import GridWorld
@@ -375,7 +375,7 @@ def make_env(
             seed=seed,
             **scenario_kwargs,
         )
-        actions = None if continuous else DiscreteActionTable(FIVE_MOVES, categorical=categorical)
+        actions = BoundedActionCheck() if continuous else DiscreteActionTable(FIVE_MOVES, categorical=categorical)
     env = TransformedEnv(base)
     if max_steps is not None:
         env.append_transform(StepCounter(max_steps=max_steps))

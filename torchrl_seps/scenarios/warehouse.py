@@ -80,6 +80,12 @@ _OPTIONS = (
 )
 
 
+def _repeated(values: torch.Tensor) -> torch.Tensor:
+    """``[E]``: whether a row of ``values`` ``[E, M]`` holds a value twice."""
+    ordered = values.sort(1).values
+    return (ordered[:, 1:] == ordered[:, :-1]).any(1)
+
+
 def _layout(shelf_rows: int, shelf_columns: int, column_height: int) -> tuple[torch.Tensor, list]:
     """Corridor mask ``[rows, cols]`` and the goal cells ``[(row, col), ...]`` of ``rware``."""
     rows, cols = (column_height + 1) * shelf_rows + 2, 3 * shelf_columns + 1
@@ -273,9 +279,11 @@ class ColouredWarehouse(GridWorld):
     def set_state(self, state: TensorDictBase) -> TensorDict:
         """Replace the game state (all entries of :meth:`get_state`) and observe it.
 
-        The state should be one that play can reach: agents on distinct cells, at most one
-        shelf per cell, standing shelves on shelf cells. A carried shelf must be at its
-        agent's cell. Step counters of transforms are not touched.
+        The state must be one that play can reach, else a ``ValueError`` states the rule it
+        breaks: integer entries (``requested`` bool); agents on distinct cells, at most one
+        shelf per cell, shelves that no agent carries off the highway; a carried shelf at its
+        agent's cell and carried by that agent alone; at most ``request_queue_size`` requests.
+        Step counters of transforms are not touched.
 
         Returns:
             TensorDict: the observation of the new state, as :meth:`reset` returns it.
@@ -305,23 +313,39 @@ class ColouredWarehouse(GridWorld):
             "positions": (E, N, 2), "directions": (E, N), "carrying": (E, N),
             "shelf_positions": (E, S, 2), "shelf_colours": (E, S), "requested": (E, S),
         }
-        values = self._state_values(state, expected)
-        values["requested"] = values["requested"].bool()
-        bounds = {"directions": 4, "carrying": S, "shelf_colours": self.n_colours}
-        for key, top in bounds.items():
-            low = -1 if key == "carrying" else 0
-            if (values[key] < low).any() or (values[key] >= top).any():
-                raise ValueError(f"state[{key!r}] must be in [{low}, {top}), got {values[key].unique().tolist()}")
+        values = self._state_values(state, expected, flags=("requested",))
+        self._check_state(values)
         carry = values["carrying"]
-        held = values["shelf_positions"].gather(1, carry.clamp(min=0)[..., None].expand(E, N, 2))
-        if ((held != values["positions"]).any(-1) & (carry >= 0)).any():
-            raise ValueError("state['shelf_positions'] of a carried shelf must be its agent's position")
         self._pos, self._dir, self._carry = values["positions"], values["directions"], carry
         self._shelf_pos, self._shelf_colour = values["shelf_positions"], values["shelf_colours"]
         self._requested = values["requested"]
         return self._observe()
 
     # ------------------------------------------------------------------------ reset
+
+    def _check_state(self, values: dict[str, torch.Tensor]) -> None:
+        """Refuses a state no episode reaches, stating the rule it breaks."""
+        E, N, S = self.num_envs, self.n_agents, self.n_shelves
+        refuse = self._refuse
+        bounds = {"directions": 4, "carrying": S, "shelf_colours": self.n_colours}
+        for key, top in bounds.items():
+            low = -1 if key == "carrying" else 0
+            refuse((values[key] < low) | (values[key] >= top), key, f"must lie in [{low}, {top})")
+        pos, shelf_pos, carry = values["positions"], values["shelf_positions"], values["carrying"]
+        refuse(_repeated(self._flat(pos)), "positions", "must put every agent on its own cell")
+        refuse(_repeated(self._flat(shelf_pos)), "shelf_positions", "must put every shelf on its own cell")
+        refuse(_repeated(torch.where(carry >= 0, carry, -1 - torch.arange(N, device=carry.device))),
+               "carrying", "must not name one shelf for two agents")
+        held = shelf_pos.gather(1, carry.clamp(min=0)[..., None].expand(E, N, 2))
+        refuse((held != pos).any(-1) & (carry >= 0), "shelf_positions", "of a carried shelf must be its agent's position")
+        carried = torch.zeros(E, S + 1, dtype=torch.bool, device=carry.device)
+        carried.scatter_(1, torch.where(carry >= 0, carry, S), True)
+        on_highway = self._highway_cells.gather(0, self._flat(shelf_pos).flatten()).view(E, S)
+        refuse(on_highway & ~carried[:, :S], "shelf_positions",
+               "must not put a shelf that no agent carries on a highway cell (shelves are dropped off it)")
+        requests = values["requested"].sum(1)
+        refuse(requests > self.request_queue_size, "requested",
+               f"must request at most request_queue_size={self.request_queue_size} shelves")
 
     def _spawn(self, which: torch.Tensor) -> None:
         E, N, S, dev = which.numel(), self.n_agents, self.n_shelves, self.device
