@@ -131,7 +131,8 @@ def test_plots_gif_and_checkpoints(tiny_run):
         (["--preset", "bps-9"], "--preset 'bps-9' is unknown"),
         (["--frames", "330"], r"--frames must be >= 360 \(SePS identifies from --id-frames 320, then trains "
                               r"one batch of num_envs \* rollout_steps = 40\), got 330"),
-        (["--frames", "-5", "--methods", "fups"], r"--frames must be >= 40 \(one batch .*\), got -5"),
+        (["--frames", "-5", "--methods", "fups"], r"--frames must be an int >= 1, got --frames=-5"),
+        (["--frames", "20", "--methods", "fups"], r"--frames must be >= 40 \(one batch .*\), got 20"),
         (["--scenario-kwargs", "n_agents"], "--scenario-kwargs takes KEY=VALUE pairs, got 'n_agents'"),
         (["--preset", "balance", "--methods", "oracle"], "--methods oracle needs the true agent types, "
                                                          "unknown for 'balance'"),
