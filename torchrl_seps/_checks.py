@@ -364,9 +364,10 @@ def check_actions(
         )
     if categorical and index.numel():
         low, high = torch.aminmax(index.detach())
+        low, high = low.item(), high.item()  # compared as Python ints: cheaper than 0-d tensors
         if low < 0 or high >= n_actions:
             raise ValueError(
                 f"{name} must hold action indices in [0, {n_actions}) (integers 0..{n_actions - 1}), "
-                f"got values in [{int(low)}, {int(high)}]."
+                f"got values in [{low}, {high}]."
             )
     return index.long()
