@@ -90,20 +90,15 @@ for env_name, make, n in grid_envs():
         PROBES.append((f"{env_name} one-hot {label}", lambda m=make, r=rows: step_with(m, False, r()), ("action", "one-hot")))
 
 
-@probe("bps-1 continuous NaN action", "action", "finite")
-def _():
+def step_continuous(value: float) -> None:
     env = make_env("bps-1", num_envs=2, continuous_actions=True)
     td = env.reset()
-    td["agents", "action"] = torch.full((2, 15, 2), float("nan"))
+    td["agents", "action"] = torch.full((2, 15, 2), value)
     env.step(td)
 
 
-@probe("bps-1 continuous inf action", "action", "finite")
-def _():
-    env = make_env("bps-1", num_envs=2, continuous_actions=True)
-    td = env.reset()
-    td["agents", "action"] = torch.full((2, 15, 2), float("inf"))
-    env.step(td)
+for _value in ("nan", "inf"):
+    PROBES.append((f"bps-1 continuous {_value} action", lambda v=float(_value): step_continuous(v), ("action", "finite")))
 
 
 # ------------------------------------------------------------------ set_state
