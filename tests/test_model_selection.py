@@ -144,11 +144,17 @@ def test_bad_comparison_arguments(kwargs, match):
 # -- tied embeddings ----------------------------------------------------------------------
 
 
-def test_tied_errors_match_a_loop_over_frames_agents_and_groups():
-    env = noisy([0, 0, 1, 1], num_envs=4)
+def briefly_fitted(types):
+    """An identity model fitted for one epoch on 200 steps of a noisy env with ``types``, and its data."""
+    env = noisy(types, num_envs=4)
     loss = identity_model(env)
     data = collect_transitions(env, 200)
     fit_identity(loss, data, epochs=1, batch_size=50)
+    return loss, data
+
+
+def test_tied_errors_match_a_loop_over_frames_agents_and_groups():
+    loss, data = briefly_fitted([0, 0, 1, 1])
     embeddings = torch.randn(4, loss.encoder.latent_dim)
     partitions = {1: [0, 0, 0, 0], 2: [0, 0, 1, 1], 4: [0, 1, 2, 3]}
     unit = torch.arange(data.shape[0]) % 7
@@ -178,10 +184,7 @@ def test_tied_errors_match_a_loop_over_frames_agents_and_groups():
 
 def test_tied_errors_take_the_better_way_of_sharing():
     """Scattered embeddings: their mean is the origin; the score is the better of the mean and the swap."""
-    env = noisy([0, 0, 0, 0], num_envs=4)
-    loss = identity_model(env)
-    data = collect_transitions(env, 200)
-    fit_identity(loss, data, epochs=1, batch_size=50)
+    loss, data = briefly_fitted([0, 0, 0, 0])
     unit = torch.arange(data.shape[0]) % 5
     far = torch.tensor([[6.0, 0, 0, 0, 0], [-6.0, 0, 0, 0, 0], [0, 6.0, 0, 0, 0], [0, -6.0, 0, 0, 0]])
     one = {1: [0, 0, 0, 0]}
@@ -194,10 +197,7 @@ def test_tied_errors_take_the_better_way_of_sharing():
 
 
 def test_likelihood_weights_are_one_over_k_equals_n_s_error_per_feature():
-    env = noisy([0, 0, 1, 1], num_envs=4)
-    loss = identity_model(env)
-    data = collect_transitions(env, 200)
-    fit_identity(loss, data, epochs=1, batch_size=50)
+    loss, data = briefly_fitted([0, 0, 1, 1])
     embeddings = torch.randn(4, loss.encoder.latent_dim)
     unit = torch.arange(data.shape[0]) % 5
     scorer = TiedErrors(loss, data, unit, embeddings)
