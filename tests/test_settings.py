@@ -5,10 +5,13 @@ import subprocess
 import sys
 from dataclasses import fields
 
+import pytest
+import torch
+
 from torchrl_seps.identification import IdentificationOptions
 from torchrl_seps.scenarios import list_presets
-from torchrl_seps.settings import PRESET_NAMES, TrainerSettings, parse_keyword_arguments
-from torchrl_seps.training import TrainerConfig
+from torchrl_seps.settings import GRID_WORLD_SETTINGS, PRESET_NAMES, TrainerSettings, parse_keyword_arguments
+from torchrl_seps.training import TrainerConfig, make_trainer
 
 
 def test_preset_names_are_the_presets_make_env_builds():
@@ -36,3 +39,26 @@ def test_scenario_kwargs_reach_the_env_as_python_values():
     assert settings.env_overrides == {"continuous_actions": False, "groups": (2, 2), "n_agents": 4,
                                       "shaping": False, "name": "x"}
     assert parse_keyword_arguments(None) == {} and parse_keyword_arguments(["a=b=c"]) == {"a": "b=c"}
+
+
+def test_grid_world_presets_train_with_their_own_settings():
+    for preset in PRESET_NAMES:
+        config = TrainerSettings.for_preset(preset)
+        grid_world = preset.startswith(("lbf-", "crware-"))
+        expected = {**{spec.name: spec.default for spec in fields(TrainerSettings) if spec.name in GRID_WORLD_SETTINGS},
+                    **(GRID_WORLD_SETTINGS if grid_world else {})}
+        assert {name: getattr(config, name) for name in GRID_WORLD_SETTINGS} == expected, preset
+    assert TrainerConfig.for_preset("lbf-8x8-3p-2f", num_envs=8).num_envs == 8
+    assert isinstance(TrainerConfig.for_preset("bps-1"), TrainerConfig)
+
+
+@pytest.mark.parametrize("activation, layer", [("tanh", torch.nn.Tanh), ("relu", torch.nn.ReLU)])
+def test_the_activation_reaches_actor_and_critic(activation, layer):
+    config = TrainerConfig(preset="lbf-8x8-3p-2f", num_envs=2, rollout_steps=5, frames=10, minibatches=1,
+                           eval_envs=1, activation=activation)
+    trainer = make_trainer("nops", 0, config)
+    for net in (trainer.actor, trainer.critic):
+        kinds = {type(module) for module in net.modules()}
+        assert layer in kinds and not {torch.nn.Tanh, torch.nn.ReLU} - {layer} & kinds
+    assert next(trainer.iterations()).losses["loss_objective"].isfinite().all()
+    trainer.collector.shutdown()

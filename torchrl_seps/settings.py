@@ -8,16 +8,24 @@ that ``benchmarks/vmas_seps.py --help`` and its usage errors answer at once.
 from __future__ import annotations
 
 import ast
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
-__all__ = ["METHODS", "PRESET_NAMES", "TrainerSettings", "parse_keyword_arguments"]
+__all__ = ["ACTIVATIONS", "EVAL_POLICIES", "GRID_WORLD_SETTINGS", "METHODS", "PRESET_NAMES", "TrainerSettings", "parse_keyword_arguments",
+           "preset_settings", "vmas_settings"]
 
 #: The grouping methods compared: ``nops`` one network per agent, ``fups`` one for all,
 #: ``fups_id`` one for all with the one-hot agent id appended to every observation, ``seps``
 #: groups found by identification (:class:`TrainerSettings`'s ``id_policy``), ``oracle`` the
 #: scenario's true (hidden) agent types as groups.
 METHODS = ("nops", "fups", "fups_id", "seps", "oracle")
+
+#: The activations of the hidden layers of actor and critic (TrainerSettings' ``activation``).
+ACTIVATIONS = ("tanh", "relu")
+
+#: How an evaluation acts (TrainerSettings' ``eval_policy``): each agent's most likely action, or
+#: actions sampled from the policy as in training.
+EVAL_POLICIES = ("mode", "sample")
 
 #: The names of :func:`~torchrl_seps.scenarios.list_presets`, in its order (the project's
 #: scenarios with hidden agent types), for a help text built before torch loads.
@@ -29,6 +37,40 @@ PRESET_NAMES = (
     "crware-tiny-4ag", "crware-tiny-4ag-hard", "crware-small-8ag", "crware-medium-16ag",
     "crware-tiny-4ag-1colour",
 )
+
+
+#: The training settings of the grid-world presets (``lbf-`` and ``crware-``) where they differ
+#: from :class:`TrainerSettings`' defaults, which are the VMAS presets'. The batched grid worlds
+#: step hundreds of envs about as fast as forty, so a batch is 256 envs x 25 steps; ReLU layers
+#: cost a fraction of tanh's on the CPU and learn the warehouse several times faster; a small
+#: entropy bonus; evaluations sample actions, as training does (a warehouse's most likely actions
+#: deadlock its robots). Measured in benchmarks/README.md, "Grid-world training".
+GRID_WORLD_SETTINGS: dict[str, Any] = {
+    "num_envs": 256, "rollout_steps": 25, "activation": "relu", "entropy_coeff": 0.001,
+    "eval_every": 20, "eval_policy": "sample",
+}
+
+
+def vmas_settings() -> dict[str, Any]:
+    """The VMAS presets' values of the settings :data:`GRID_WORLD_SETTINGS` changes
+    (:class:`TrainerSettings`' defaults): what the grid worlds trained with before they had their own.
+
+    Examples:
+        >>> vmas_settings()["num_envs"], vmas_settings()["activation"]
+        (40, 'tanh')
+    """
+    return {spec.name: spec.default for spec in fields(TrainerSettings) if spec.name in GRID_WORLD_SETTINGS}
+
+
+def preset_settings(preset: str) -> dict[str, Any]:
+    """The training settings of ``preset`` that differ from :class:`TrainerSettings`'
+    defaults: :data:`GRID_WORLD_SETTINGS` for the grid worlds, none for VMAS scenarios.
+
+    Examples:
+        >>> preset_settings("crware-tiny-4ag")["num_envs"], preset_settings("bps-1")
+        (256, {})
+    """
+    return dict(GRID_WORLD_SETTINGS) if preset.startswith(("lbf-", "crware-")) else {}
 
 
 def _setting(default: Any, help: str, **command_line: Any):
@@ -104,6 +146,7 @@ class TrainerSettings:
     minibatches: int = _setting(4, "PPO minibatches per pass")
     depth: int = _setting(2, "hidden layers of actor and critic")
     num_cells: int = _setting(64, "units per hidden layer")
+    activation: str = _setting("tanh", "activation of the hidden layers", choices=ACTIVATIONS)
     # IdentificationOptions.frames (a test keeps the two equal)
     id_frames: int = _setting(12_800, "frames SePS identifies its groups "
                               "from: its first training frames (--id-policy warmup), or a random "
@@ -116,8 +159,22 @@ class TrainerSettings:
     id_epochs: int | None = _setting(None, "identification epochs (its default when unset)", type=int)
     n_groups: int | None = _setting(None, "SePS's K (chosen automatically when unset)", type=int)
     eval_every: int = _setting(5, "iterations between evaluations")
-    eval_envs: int = _setting(32, "episodes per evaluation (deterministic policy)")
+    eval_envs: int = _setting(32, "episodes per evaluation")
+    eval_policy: str = _setting("mode", "the policy evaluated: each agent's most likely action (mode) "
+                                "or actions sampled as in training (sample)", choices=EVAL_POLICIES)
     device: str = _setting("auto", "cpu, cuda, or auto (CUDA when present)")
+
+    @classmethod
+    def for_preset(cls, preset: str, **settings: Any):
+        """The settings of ``preset``: its own defaults (:func:`preset_settings`), then
+        ``settings``.
+
+        Examples:
+            >>> config = TrainerSettings.for_preset("crware-tiny-4ag", ppo_epochs=2)
+            >>> config.num_envs, config.rollout_steps, config.ppo_epochs
+            (256, 25, 2)
+        """
+        return cls(preset=preset, **{**preset_settings(preset), **settings})
 
     @property
     def frames_per_batch(self) -> int:

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 
 import torch
 from tensordict import TensorDictBase
+from torchrl import timeit
 from torchrl.collectors import Collector
 from torchrl.data import LazyTensorStorage, TensorDictReplayBuffer
 from torchrl.data.replay_buffers.samplers import SamplerWithoutReplacement
@@ -52,7 +53,7 @@ from torchrl_seps.identification import GroupKeys, IdentificationOptions, Identi
 from torchrl_seps.policies import make_actor, make_critic
 from torchrl_seps.schedule import SePSSchedule
 from torchrl_seps.scenarios import agent_types, episode_length, list_presets, make_env
-from torchrl_seps.settings import METHODS, TrainerSettings
+from torchrl_seps.settings import ACTIVATIONS, EVAL_POLICIES, METHODS, TrainerSettings
 from torchrl_seps.transforms import AgentIdentityTransform
 
 __all__ = [
@@ -101,6 +102,12 @@ class TrainerConfig(TrainerSettings):
             frames=self.id_frames, n_groups=self.n_groups, seed=seed, progress=progress, **epochs
         )
 
+    def network(self) -> dict:
+        """The keyword arguments of :func:`~torchrl_seps.policies.make_actor` and
+        :func:`~torchrl_seps.policies.make_critic` that this config sets."""
+        activation = {"tanh": torch.nn.Tanh, "relu": torch.nn.ReLU}[self.activation]
+        return dict(group=self.group, depth=self.depth, num_cells=self.num_cells, activation_class=activation)
+
     def validate(self, methods: Sequence[str] = METHODS) -> None:
         """Fails with a clear message before any training starts: every field's type and range
         (``TypeError`` / ``ValueError`` naming its flag, the value seen and what is allowed);
@@ -111,7 +118,7 @@ class TrainerConfig(TrainerSettings):
         if unknown or not methods or isinstance(methods, str):
             raise ValueError(f"--methods must be among {list(METHODS)}, got {list(methods)}.")
         check_unique("--methods", methods)
-        for name in ("preset", "group", "algorithm", "id_policy", "device"):
+        for name in ("preset", "group", "algorithm", "id_policy", "activation", "eval_policy", "device"):
             check_instance(_flag(name), getattr(self, name), str, "a str")
         if self.env is not None:
             check_instance("--env", self.env, str, "a str, MODULE:FUNCTION")
@@ -124,6 +131,10 @@ class TrainerConfig(TrainerSettings):
             raise ValueError(f"--algorithm must be 'ppo' or 'a2c', got {self.algorithm!r}.")
         if self.centralized_critic and self.algorithm != "ppo":
             raise ValueError("--centralized-critic (MAPPO) needs --algorithm ppo.")
+        if self.eval_policy not in EVAL_POLICIES:
+            raise ValueError(f"--eval-policy must be one of {list(EVAL_POLICIES)}, got {self.eval_policy!r}.")
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"--activation must be one of {list(ACTIVATIONS)}, got {self.activation!r}.")
         if self.id_policy not in ("warmup", "random"):
             raise ValueError(f"--id-policy must be 'warmup' or 'random', got {self.id_policy!r}.")
         for name in ("frames", "num_envs", "rollout_steps", "ppo_epochs", "minibatches", "eval_every",
@@ -285,12 +296,13 @@ def make_minibatch_buffer(config: TrainerConfig, device: torch.device) -> Tensor
 def update(loss: LossModule, optim: torch.optim.Optimizer, batch: TensorDictBase,
            buffer: TensorDictReplayBuffer, config: TrainerConfig) -> TensorDictBase:
     """One iteration's gradient steps: PPO epochs over shuffled minibatches, or one A2C step.
+    Each phase is timed with TorchRL's ``timeit`` (``timeit.todict()``; ``benchmarks/iteration_profile.py``).
 
     Returns:
         the losses of every gradient step, stacked, each with the gradient norm before clipping
         (``"grad_norm"``).
     """
-    with torch.no_grad():
+    with torch.no_grad(), timeit("update: advantages"):
         loss.value_estimator(
             batch, params=loss.critic_network_params, target_params=loss.target_critic_network_params
         )
@@ -298,23 +310,33 @@ def update(loss: LossModule, optim: torch.optim.Optimizer, batch: TensorDictBase
         minibatches = [batch.reshape(-1)]
     else:
         buffer.extend(batch.reshape(-1))
-        minibatches = (buffer.sample() for _ in range(config.ppo_epochs * config.minibatches))
+        minibatches = [None] * (config.ppo_epochs * config.minibatches)
     steps = []
     for minibatch in minibatches:
-        losses = loss(minibatch)
-        total = sum(value for key, value in losses.items() if key.startswith("loss_"))
-        total.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(loss.parameters(), config.max_grad_norm)
-        optim.step()
-        optim.zero_grad()
+        if minibatch is None:
+            with timeit("update: minibatch sampling"):
+                minibatch = buffer.sample()
+        with timeit("update: loss forward"):
+            losses = loss(minibatch)
+            total = sum(value for key, value in losses.items() if key.startswith("loss_"))
+        with timeit("update: backward"):
+            total.backward()
+        with timeit("update: gradient step"):
+            grad_norm = torch.nn.utils.clip_grad_norm_(loss.parameters(), config.max_grad_norm)
+            optim.step()
+            optim.zero_grad()
         steps.append(losses.detach().set("grad_norm", grad_norm.detach()))
     return torch.stack(steps)
 
 
 @torch.no_grad()
-def evaluate(env: EnvBase, actor: torch.nn.Module, max_steps: int, *, group: str) -> float:
-    """Mean team return (sum over the agents of ``group``) of one deterministic episode per env."""
-    with set_exploration_type(ExplorationType.DETERMINISTIC):
+def evaluate(env: EnvBase, actor: torch.nn.Module, max_steps: int, *, group: str, policy: str = "mode") -> float:
+    """Mean team return (sum over the agents of ``group``) of one episode per env, each agent
+    taking its most likely action (``policy="mode"``) or sampling its action (``"sample"``)."""
+    if policy not in EVAL_POLICIES:
+        raise ValueError(f"policy must be one of {list(EVAL_POLICIES)}, got {policy!r}.")
+    exploration = ExplorationType.DETERMINISTIC if policy == "mode" else ExplorationType.RANDOM
+    with set_exploration_type(exploration):
         rollout = env.rollout(max_steps, actor, break_when_any_done=False)
     return rollout["next", group, "reward"].sum(dim=(1, 2, 3)).mean().item()
 
@@ -458,9 +480,8 @@ def make_trainer(method: str, seed: int, config: TrainerConfig, *, progress: boo
         agent_features = identity.features
         env.append_transform(identity)
         eval_env.append_transform(AgentIdentityTransform.one_hot(env.n_agents, in_key=observation))
-    model = dict(group=config.group, depth=config.depth, num_cells=config.num_cells, device=device)
-    actor = make_actor(env, groups, **model)
-    critic = make_critic(env, groups, centralized=config.centralized_critic, **model)
+    actor = make_actor(env, groups, device=device, **config.network())
+    critic = make_critic(env, groups, centralized=config.centralized_critic, device=device, **config.network())
     loss = make_loss(config, actor, critic)
     identification_frames = identification.frames if identification is not None else 0
     training_frames = config.frames - identification_frames
