@@ -1,12 +1,13 @@
 from __future__ import annotations
 
 import math
+import operator
 import statistics
 
 import numpy as np
 import pytest
 
-from experiments import reporting
+from experiments import reporting, sweeps
 from torchrl_seps import plotting
 
 
@@ -92,3 +93,12 @@ def test_run_store_claims_split_runs_between_live_processes(tmp_path):
     assert store.claim_path("a").read_text().split()[0] == str(os.getpid())
     store.release("a")
     assert not store.claim_path("a").exists()
+
+
+def test_runs_in_processes_yield_results_and_errors_like_runs_in_this_process():
+    arguments = [(1, 2), (1, 0), (3, 4)]
+    in_process = list(sweeps.run_tasks(operator.truediv, arguments))
+    in_processes = sorted(sweeps.run_tasks(operator.truediv, arguments, processes=2),
+                          key=lambda outcome: arguments.index(outcome.arguments))
+    assert [o.result for o in in_processes] == [o.result for o in in_process] == [0.5, None, 0.75]
+    assert in_processes[1].error.splitlines()[-1] == "ZeroDivisionError: division by zero"

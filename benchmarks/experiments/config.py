@@ -10,6 +10,7 @@ script that takes it.
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
@@ -18,7 +19,7 @@ from typing import Any
 
 from torchrl_seps.settings import METHODS
 
-__all__ = ["LOGGERS", "SweepConfig", "add_arguments", "from_args"]
+__all__ = ["LOGGERS", "SweepConfig", "add_arguments", "from_args", "given_flags"]
 
 LOGGERS = ("csv", "tensorboard", "wandb", "none")
 
@@ -41,8 +42,9 @@ class SweepConfig:
     methods: list[str] = field(default_factory=lambda: list(METHODS),
                                metadata={"help": "methods to compare", "choices": METHODS})
     seeds: list[int] = field(default_factory=lambda: [0, 1], metadata={"help": "one run per method and seed"})
-    threads: int | None = field(default=None, metadata={
-        "help": "torch CPU threads (torch's default when unset)", "type": int})
+    threads: int | None = field(default=1, metadata={
+        "help": "torch CPU threads of each run: one keeps its speed on a CPU shared with other "
+                "processes (benchmarks/thread_policy.py); --jobs trains several runs at once", "type": int})
     output: str = field(default="runs/vmas_seps", metadata={"help": "output folder"})
     logger: str = field(default="csv", metadata={"help": "TorchRL logger for per-run scalars",
                                                  "choices": LOGGERS})
@@ -118,3 +120,19 @@ def from_args(config_class: type, args: argparse.Namespace, **settings: Any) -> 
     """The ``config_class`` of parsed flags (those :func:`add_arguments` added), then ``settings``."""
     parsed = {spec.name: getattr(args, spec.name) for spec in fields(config_class) if hasattr(args, spec.name)}
     return config_class(**{**parsed, **settings})
+
+
+def given_flags(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> set[str]:
+    """The destinations of the flags ``argv`` gives (not those left at their defaults): where a
+    preset's own settings (:func:`~torchrl_seps.settings.preset_settings`) yield to the flags.
+
+    Examples:
+        >>> parser = argparse.ArgumentParser()
+        >>> add_arguments(parser, SweepConfig, ["seeds", "threads"])
+        >>> given_flags(parser, ["--threads", "1"])
+        {'threads'}
+    """
+    explicit = copy.deepcopy(parser)
+    for action in explicit._actions:
+        action.default = argparse.SUPPRESS
+    return set(vars(explicit.parse_args(argv)))

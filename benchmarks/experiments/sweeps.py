@@ -5,23 +5,26 @@ Ray tasks.
 A sweep is a list of runs, each a call ``function(*arguments)`` that returns a JSON-serialisable
 record. :class:`RunStore` keeps one file per finished run (written atomically, so an interrupted
 sweep never leaves half a record) and one per failed run (its traceback); :func:`run_tasks`
-calls the runs one after another in this process, or as Ray tasks on a local or an existing
-cluster, and yields each outcome as it finishes. Ray is optional (``pip install -e ".[ray]"``)
+calls the runs one after another in this process, in several processes of this machine at once,
+or as Ray tasks on a local or an existing cluster, and yields each outcome as it finishes. Ray is optional (``pip install -e ".[ray]"``)
 and imported only when asked for.
 """
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import socket
 import sys
 import traceback
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from torchrl_seps._checks import check_float
+from torchrl_seps._checks import check_float, check_int
 
 __all__ = ["Outcome", "RunStore", "UnreadableRecord", "import_ray", "run_tasks", "write_atomically"]
 
@@ -270,6 +273,7 @@ def run_tasks(
     address: str | None = None,
     cpus_per_run: float = 1.0,
     gpus_per_run: float = 0.0,
+    processes: int = 1,
 ) -> Iterator[Outcome]:
     """Calls ``function(*args)`` for every ``args`` of ``arguments`` and yields each
     :class:`Outcome` as its run finishes.
@@ -287,6 +291,8 @@ def run_tasks(
             implies ``ray``. Its nodes need torchrl-seps installed.
         cpus_per_run, gpus_per_run (float): the resources of each Ray task; fractions share a
             device (``gpus_per_run=0.25``: four runs per GPU).
+        processes (int): without Ray, the runs this machine trains at once, each in a process of
+            its own (started with ``spawn``), in the order they finish.
 
     Examples:
         >>> outcomes = list(run_tasks(lambda a, b: a / b, [(1, 2), (1, 0)]))
@@ -295,14 +301,40 @@ def run_tasks(
     """
     check_float("cpus_per_run", cpus_per_run, positive=True)
     check_float("gpus_per_run", gpus_per_run)
+    check_int("processes", processes)
     if ray or address is not None:
         yield from _run_on_ray(function, arguments, address, cpus_per_run, gpus_per_run)
+        return
+    if processes > 1:
+        yield from _run_in_processes(function, arguments, processes)
         return
     for args in arguments:
         try:
             yield Outcome(args, result=function(*args))
         except Exception:
             yield Outcome(args, error=traceback.format_exc())
+
+
+def _traced(function: Callable[..., Any], args: tuple) -> tuple[Any, str | None]:
+    """``function(*args)`` and ``None``, or ``None`` and the traceback of its ``Exception``."""
+    try:
+        return function(*args), None
+    except Exception:
+        return None, traceback.format_exc()
+
+
+def _run_in_processes(function, arguments, processes) -> Iterator[Outcome]:
+    pool = ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn"))
+    futures = {pool.submit(_traced, function, args): args for args in arguments}
+    try:
+        for future in as_completed(futures):
+            try:
+                result, error = future.result()
+            except BrokenProcessPool:
+                result, error = None, "BrokenProcessPool: a worker process ended abruptly (killed, or out of memory)"
+            yield Outcome(futures[future], result=result, error=error)
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
 
 
 def _run_on_ray(function, arguments, address, cpus_per_run, gpus_per_run) -> Iterator[Outcome]:
