@@ -239,6 +239,8 @@ TRAINER_BAD = {
     "minibatches": [0, 3],
     "depth": [0, -1],
     "num_cells": [0, 1.5],
+    "activation": ["gelu", 1],
+    "eval_policy": ["greedy", None],
     "id_frames": [0, -1, 1.5],
     "id_policy": ["x"],
     "regroup_every": [0, -10],
@@ -309,6 +311,7 @@ CLI_BAD = [
     (["--device", "gpu"], "--device"), (["--preset", "nope"], "--preset"), (["--entropy-coeff", "-1"], "--entropy-coeff"),
     (["--frames", "10"], "--frames"), (["--minibatches", "7"], "--minibatches"), (["--eval-envs", "0"], "--eval-envs"),
     (["--cpus-per-run", "2"], "--cpus-per-run"), (["--group-sizes", "0"], "group"),
+    (["--jobs", "0"], "--jobs"), (["--jobs", "2", "--ray"], "--jobs"), (["--activation", "gelu"], "--activation"),
 ]
 for argv, flag in CLI_BAD:
     def fn(a=argv):

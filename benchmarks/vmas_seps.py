@@ -61,8 +61,8 @@ import argparse
 from dataclasses import fields
 from pathlib import Path
 
-from experiments.config import SweepConfig, add_arguments
-from torchrl_seps.settings import METHODS, PRESET_NAMES, TrainerSettings
+from experiments.config import SweepConfig, add_arguments, given_flags
+from torchrl_seps.settings import GRID_WORLD_SETTINGS, METHODS, PRESET_NAMES, TrainerSettings, preset_settings
 
 # ---------------------------------------------------------------------------------------------
 # Command line: built from torch-free settings, so that --help and usage errors answer before
@@ -75,9 +75,9 @@ SECTIONS = {
     "scenario": ["scenario_kwargs", "group_sizes", "group", "continuous_actions"],
     "training": ["frames", "algorithm", "centralized_critic", "num_envs", "rollout_steps", "lr", "gamma",
                  "lmbda", "clip_epsilon", "entropy_coeff", "critic_coeff", "max_grad_norm", "ppo_epochs",
-                 "minibatches", "depth", "num_cells", "device"],
+                 "minibatches", "depth", "num_cells", "activation", "device"],
     "SePS": ["id_frames", "id_policy", "regroup_every", "id_epochs", "n_groups"],
-    "evaluation": ["eval_every", "eval_envs"],
+    "evaluation": ["eval_every", "eval_envs", "eval_policy"],
     "output": ["output", "logger", "gif", "progress"],
     "sweep": ["methods", "seeds", "threads"],
 }
@@ -109,11 +109,16 @@ def make_parser() -> CommandLine:
         add_arguments(groups[section], SweepConfig if set(names) <= sweep_fields else TrainerSettings, names)
     add_arguments(groups["training"], TrainerSettings,
                   [spec.name for spec in fields(TrainerSettings) if spec.name not in placed])
+    for action in parser._actions:
+        if action.dest in GRID_WORLD_SETTINGS:
+            action.help += f"; {GRID_WORLD_SETTINGS[action.dest]} for the grid-world presets (lbf-, crware-)"
     sweep = groups["sweep"]
     sweep.add_argument("--resume", action="store_true",
                        help="skip the runs --output/runs already holds (same settings required)")
     sweep.add_argument("--report-only", action="store_true",
                        help="train nothing: rebuild the report from the runs --output/runs holds")
+    sweep.add_argument("--jobs", type=int, default=1,
+                       help="runs trained at once, each in a process of its own with --threads threads")
     sweep.add_argument("--ray", action="store_true",
                        help="one Ray task per run, on a local Ray cluster started for the sweep")
     sweep.add_argument("--ray-address", default=None,
@@ -160,6 +165,7 @@ from experiments.sweeps import (  # noqa: E402
     run_tasks,
     write_atomically,
 )
+from torchrl_seps._checks import check_int  # noqa: E402
 from torchrl_seps.clustering import adjusted_rand_index  # noqa: E402
 from torchrl_seps.identification import IdentificationResult  # noqa: E402
 from torchrl_seps.plotting import plot_learning_curves, plot_panels  # noqa: E402
@@ -270,8 +276,10 @@ def run(method: str, seed: int, config: TrainerConfig, settings: SweepConfig, ou
         return {"n_groups": len(set(trainer.groups)),
                 "ari": None if types is None else adjusted_rand_index(trainer.groups, types)}
 
-    rows = [row(method, seed, 0, frames, None, evaluate(eval_env, actor, max_steps, group=group),
-                0.0, 0.0, **grouping())]
+    def evaluation() -> float:
+        return evaluate(eval_env, actor, max_steps, group=group, policy=config.eval_policy)
+
+    rows = [row(method, seed, 0, frames, None, evaluation(), 0.0, 0.0, **grouping())]
     for number, iteration in enumerate(trainer.iterations(), start=1):
         iteration_times.append(iteration.time)
         frames += iteration.batch.numel()
@@ -279,7 +287,7 @@ def run(method: str, seed: int, config: TrainerConfig, settings: SweepConfig, ou
             identified_at.append(frames)
         evaluated = number % config.eval_every == 0 or frames + config.frames_per_batch > config.frames
         train_return = team_return_of_finished_episodes(iteration.batch, group=group)
-        eval_return = evaluate(eval_env, actor, max_steps, group=group) if evaluated else None
+        eval_return = evaluation() if evaluated else None
         snd = trainer.system_neural_diversity(iteration.batch) if evaluated else None
         # The median iteration is robust to the bursts of a shared machine; the mean is not.
         fps = config.frames_per_batch / statistics.median(iteration_times)
@@ -341,8 +349,7 @@ def load_actor(path: str | Path, num_envs: int = 1, device: str = "cpu") -> tupl
     env = build_env(config, num_envs, device=device)
     if checkpoint["method"] == "fups_id":
         env.append_transform(AgentIdentityTransform.one_hot(env.n_agents, in_key=(config.group, "observation")))
-    actor = make_actor(env, checkpoint["groups"], group=config.group, depth=config.depth,
-                       num_cells=config.num_cells, device=device)
+    actor = make_actor(env, checkpoint["groups"], device=device, **config.network())
     actor.load_state_dict(checkpoint["actor"])
     return actor, env
 
@@ -610,6 +617,7 @@ class SweepOptions:
     ray_address: str | None
     cpus_per_run: float | None
     gpus_per_run: float | None
+    jobs: int = 1
 
 
 def run_sweeps(sweeps: list[Sweep], options: SweepOptions) -> bool:
@@ -619,13 +627,14 @@ def run_sweeps(sweeps: list[Sweep], options: SweepOptions) -> bool:
     started = time.time()
     tasks = [
         (method, seed, sweep.config,
-         replace(sweep.settings, progress=sweep.settings.progress and not options.ray),
+         replace(sweep.settings, progress=sweep.settings.progress and not options.ray and options.jobs == 1),
          Path(sweep.settings.output).resolve(), started)
         for sweep in sweeps for seed in sweep.settings.seeds for method in sweep.settings.methods
         if run_name(method, seed) not in sweep.finished
     ]
     outcomes = run_tasks(sweep_run, tasks, ray=options.ray, address=options.ray_address,
-                         cpus_per_run=options.cpus_per_run or 1.0, gpus_per_run=options.gpus_per_run or 0.0)
+                         cpus_per_run=options.cpus_per_run or 1.0, gpus_per_run=options.gpus_per_run or 0.0,
+                         processes=options.jobs)
     try:
         for number, outcome in enumerate(outcomes, start=1):
             method, seed, config, settings, *_ = outcome.arguments
@@ -772,17 +781,20 @@ def listed(names: Sequence[str]) -> str:
 def parse_args(argv: list[str] | None = None) -> tuple[list[Sweep], SweepOptions]:
     """One sweep per preset (each in ``--output``/<preset> when there are several), and how to
     run them."""
-    args = make_parser().parse_args(argv)
+    parser = make_parser()
+    args = parser.parse_args(argv)
+    given = given_flags(parser, argv)
     presets = list(dict.fromkeys(args.preset))
     sweeps = [
-        Sweep(from_args(TrainerConfig, args, preset=preset),
+        Sweep(from_args(TrainerConfig, args, preset=preset,
+                        **{name: value for name, value in preset_settings(preset).items() if name not in given}),
               from_args(SweepConfig, args,
                         output=args.output if len(presets) == 1 else str(Path(args.output) / preset)),
               {}, {})
         for preset in presets
     ]
     options = SweepOptions(args.resume, args.report_only, args.ray or args.ray_address is not None,
-                           args.ray_address, args.cpus_per_run, args.gpus_per_run)
+                           args.ray_address, args.cpus_per_run, args.gpus_per_run, args.jobs)
     return sweeps, options
 
 
@@ -794,6 +806,9 @@ def validate(sweeps: list[Sweep], options: SweepOptions) -> None:
             sweep.settings.validate()
             skip_methods_without_inputs(sweep)
             sweep.config.validate(sweep.settings.methods)
+        check_int("--jobs", options.jobs)
+        if options.ray and options.jobs != 1:
+            raise ValueError("--jobs runs several runs on this machine; with --ray, Ray places them (--cpus-per-run).")
         if not options.ray and (options.cpus_per_run, options.gpus_per_run) != (None, None):
             raise ValueError("--cpus-per-run and --gpus-per-run set the resources of Ray tasks: they need --ray.")
         if options.ray:

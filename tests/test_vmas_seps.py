@@ -18,7 +18,8 @@ from benchmarks import vmas_seps
 from experiments.config import SweepConfig
 from torchrl_seps.policies import make_actor
 from torchrl_seps.scenarios import list_presets, make_env
-from torchrl_seps.settings import TrainerSettings
+from torchrl_seps.settings import GRID_WORLD_SETTINGS, TrainerSettings
+from torchrl_seps.training import TrainerConfig
 
 METHODS = ["nops", "fups", "fups_id", "seps", "oracle"]
 
@@ -202,6 +203,16 @@ def test_group_sizes_override_the_preset():
     [sweep], _ = vmas_seps.parse_args(["--preset", "bps-1", "--group-sizes", "2", "2"])
     assert sweep.config.env_overrides["groups"] == (2, 2)
     assert vmas_seps.parse_args([])[0][0].config.group_sizes is None
+
+
+def test_grid_world_presets_take_their_settings_unless_a_flag_sets_them():
+    [crware], _ = vmas_seps.parse_args(["--preset", "crware-tiny-4ag", "--num-envs", "40"])
+    assert (crware.config.num_envs, crware.config.rollout_steps) == (40, GRID_WORLD_SETTINGS["rollout_steps"])
+    bps, lbf = (sweep.config for sweep in vmas_seps.parse_args(["--preset", "bps-1", "lbf-8x8-3p-2f"])[0])
+    assert bps == TrainerConfig(preset="bps-1")
+    assert lbf == TrainerConfig(preset="lbf-8x8-3p-2f", **GRID_WORLD_SETTINGS)
+    [explicit], _ = vmas_seps.parse_args(["--preset", "lbf-8x8-3p-2f", "--entropy-coeff", "0.01"])
+    assert explicit.config.entropy_coeff == 0.01  # the TrainerSettings default, given as a flag
 
 
 def test_a_vmas_scenario_runs_every_method_whose_inputs_exist(tmp_path, capsys):
@@ -419,6 +430,14 @@ def test_ray_tasks_return_the_sequential_runs(tiny_run, tmp_path):
     assert not result["failed"]
     for method in ("fups", "seps"):
         assert returns(tmp_path)[(method, "1")] == returns(reference)[(method, "1")]
+
+
+def test_jobs_train_runs_in_processes_with_the_sequential_returns(tiny_run, tmp_path):
+    reference, _ = tiny_run
+    result = vmas_seps.main(tiny_args(tmp_path, "--methods", "fups", "seps", "--no-gif", "--jobs", "2"))
+    assert not result["failed"]
+    for run in [("fups", "0"), ("fups", "1"), ("seps", "0"), ("seps", "1")]:
+        assert returns(tmp_path)[run] == returns(reference)[run]
 
 
 def test_report_only_names_an_unreadable_record_and_ignores_other_files(tiny_run, tmp_path, capsys):
