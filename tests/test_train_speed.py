@@ -7,23 +7,39 @@ from threads import one_thread  # noqa: F401
 from benchmarks import train_speed
 
 
+def rows_of(table: str) -> list[list[str]]:
+    return [line.strip("| ").split(" | ") for line in table.splitlines()[2:]]
+
+
 def test_table_has_a_row_per_method_relative_to_fups():
-    table = train_speed.main(["--methods", "fups", "oracle", "nops", "--num-envs", "2",
-                              "--rounds", "2"])
-    rows = [line.strip("| ").split(" | ") for line in table.splitlines()[2:]]
-    assert [(r[0], r[1]) for r in rows] == [("fups", "1"), ("oracle", "3"), ("nops", "15")]
-    assert rows[0][4] == "1.00x"
-    for method, _, iteration, fps, ratio in rows:
-        # 2 envs x 50 steps per iteration
-        # frames/s is printed as an integer: within 1% or its rounding
-        assert float(fps) == pytest.approx(100 / (float(iteration.removesuffix(" ms")) / 1e3), rel=0.01, abs=0.5)
+    rows = rows_of(train_speed.main(["--methods", "fups", "oracle", "nops", "--num-envs", "2", "--rounds", "2"]))
+    assert [(r[0], r[1], r[2]) for r in rows] == [("2 x 50, 4 x 4, tanh", "fups", "1"),
+                                                  ("2 x 50, 4 x 4, tanh", "oracle", "3"),
+                                                  ("2 x 50, 4 x 4, tanh", "nops", "15")]
+    assert rows[0][5] == "1.00x"
+    for _, method, _, iteration, fps, ratio in rows:
+        # 2 envs x 50 steps per iteration; frames/s is the median of each round's, printed as an
+        # integer, and the median iteration the batch over it
+        assert float(iteration.removesuffix(" ms")) == pytest.approx(100 / float(fps) * 1e3, rel=0.01, abs=0.5)
         assert float(ratio.removesuffix("x")) > 0
+
+
+def test_other_settings_are_timed_in_the_same_rounds():
+    """A grid world takes the main job's grid-world settings; --against times other settings too."""
+    rows = rows_of(train_speed.main(["--preset", "lbf-8x8-3p-2f", "--num-envs", "4", "--rollout-steps", "4",
+                                     "--methods", "fups", "--rounds", "2", "--against", "num_envs=2",
+                                     "ppo_epochs=1"]))
+    assert [(r[0], r[1]) for r in rows] == [("4 x 4, 4 x 4, relu", "fups"), ("2 x 4, 1 x 4, relu", "fups")]
+    assert float(rows[1][4]) == pytest.approx(8 / float(rows[1][3].removesuffix(" ms")) * 1e3, rel=0.01, abs=0.5)
 
 
 @pytest.mark.parametrize("argv, message", [
     (["--methods", "seps", "oracle"], "must include fups"),
     (["--preset", "bps-9"], "--preset 'bps-9' is unknown"),
     (["--num-envs", "0"], "--num-envs must be an int >= 1"),
+    (["--against", "num_envs"], "--against takes KEY=VALUE pairs"),
+    (["--against", "num_envs=0"], "--num-envs must be an int >= 1"),
+    (["--against", "envs=4"], "envs is not a setting"),
 ])
 def test_bad_options_fail_with_a_message(capsys, argv, message):
     with pytest.raises(SystemExit):
