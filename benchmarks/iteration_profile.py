@@ -21,13 +21,14 @@ from dataclasses import fields
 import torch
 from torchrl import timeit
 
+from experiments.config import count
 from experiments.reporting import markdown_table
 from torchrl_seps.settings import parse_keyword_arguments, vmas_settings
 from torchrl_seps.training import Trainer, TrainerConfig, make_trainer
 
 PHASES = ("collection: env step", "collection: policy", "collection: other",
           "update: advantages", "update: minibatch sampling", "update: loss forward", "update: backward",
-          "update: gradient step", "update: other")
+          "update: gradient step", "update: other", "between collection and update")
 
 
 def label(config: TrainerConfig) -> str:
@@ -56,10 +57,11 @@ def profile(trainer: Trainer, iterations) -> dict[str, float]:
     start = time.perf_counter()
     iteration = next(iterations)
     total = time.perf_counter() - start
-    spent = {name: seconds for name, (_, seconds, _) in timeit._REG.items()}
+    spent = timeit.todict(percall=False)
     phases = {name: spent.get(name, 0.0) for name in PHASES}
     phases["collection: other"] = iteration.collection_time - phases["collection: env step"] - phases["collection: policy"]
     phases["update: other"] = iteration.update_time - sum(v for k, v in phases.items() if k.startswith("update:"))
+    phases["between collection and update"] = total - iteration.collection_time - iteration.update_time
     phases["total"] = total
     return phases
 
@@ -71,8 +73,8 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("--setting", nargs="*", action="append", metavar="FIELD=VALUE",
                         help="one setting (repeat the flag for more): TrainerConfig fields changed "
                              "from the main job's settings of the preset; none: those settings")
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--rounds", type=count, default=5)
+    parser.add_argument("--threads", type=count, default=1)
     args = parser.parse_args(argv)
     settings = args.setting or [[f"{name}={value}" for name, value in vmas_settings().items()], []]
     names = {spec.name for spec in fields(TrainerConfig)}

@@ -23,6 +23,7 @@ from collections.abc import Iterator
 
 import torch
 
+from experiments.config import count
 from experiments.reporting import markdown_table
 from torchrl_seps.identification import identify_groups
 from torchrl_seps.scenarios import make_env
@@ -70,13 +71,18 @@ def main(argv: list[str] | None = None) -> str:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--presets", nargs="+", default=["bps-1", "crware-tiny-4ag"])
-    parser.add_argument("--threads", nargs="+", type=int, default=[1, 2])
+    parser.add_argument("--threads", nargs="+", type=count, default=[1, 2])
     parser.add_argument("--competing", nargs="+", type=int, default=[0, 1, 2],
-                        help="numbers of busy processes beside the measured one")
-    parser.add_argument("--rounds", type=int, default=8, help="timed training iterations per cell")
+                        help="numbers of busy processes beside the measured one, from 0")
+    parser.add_argument("--rounds", type=count, default=8, help="timed training iterations per cell")
     parser.add_argument("--identifications", type=int, default=1,
                         help="timed identifications per cell (bps-1's; 0 for none)")
     args = parser.parse_args(argv)
+    if args.competing[0] != 0 or min(args.competing) < 0:
+        parser.error(f"--competing must start with 0 (the quiet machine) and have no negative "
+                     f"entries, got {args.competing}")
+    if args.identifications < 0:
+        parser.error(f"--identifications must be an int >= 0, got {args.identifications}")
 
     jobs = [(f"{preset} training", lambda p=preset: iteration_seconds(p, args.rounds))
             for preset in args.presets]

@@ -27,7 +27,7 @@ from dataclasses import fields, replace
 
 import torch
 
-from experiments.config import SweepConfig, add_arguments, from_args, given_flags
+from experiments.config import SweepConfig, add_arguments, count, from_args, given_flags
 from experiments.reporting import markdown_table
 from iteration_profile import label
 from torchrl_seps.devices import resolve_device
@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> str:
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     add_arguments(parser, TrainerConfig, SHARED)
     add_arguments(parser, SweepConfig, ["methods", "threads"])
-    parser.add_argument("--rounds", type=int, default=30, help="timed rounds (one more warms up)")
+    parser.add_argument("--rounds", type=count, default=30, help="timed rounds (one more warms up)")
     parser.add_argument("--against", nargs="+", metavar="FIELD=VALUE",
                         help="also time every method with these settings changed; vmas: the VMAS "
                              "presets' values of the settings a grid world changes")

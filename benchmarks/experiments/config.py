@@ -19,7 +19,7 @@ from typing import Any
 
 from torchrl_seps.settings import METHODS
 
-__all__ = ["LOGGERS", "SweepConfig", "add_arguments", "from_args", "given_flags"]
+__all__ = ["LOGGERS", "SweepConfig", "add_arguments", "count", "from_args", "given_flags"]
 
 LOGGERS = ("csv", "tensorboard", "wandb", "none")
 
@@ -120,6 +120,22 @@ def from_args(config_class: type, args: argparse.Namespace, **settings: Any) -> 
     """The ``config_class`` of parsed flags (those :func:`add_arguments` added), then ``settings``."""
     parsed = {spec.name: getattr(args, spec.name) for spec in fields(config_class) if hasattr(args, spec.name)}
     return config_class(**{**parsed, **settings})
+
+
+def count(text: str) -> int:
+    """An argparse ``type``: an int >= 1 (rounds, repeats, threads).
+
+    Examples:
+        >>> count("3")
+        3
+    """
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None or value < 1:
+        raise argparse.ArgumentTypeError(f"must be an int >= 1, got {text!r}")
+    return value
 
 
 def given_flags(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> set[str]:
