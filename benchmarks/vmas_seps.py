@@ -784,6 +784,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[list[Sweep], SweepOptions
     parser = make_parser()
     args = parser.parse_args(argv)
     given = given_flags(parser, argv)
+    if (args.ray or args.ray_address is not None) and "threads" not in given:
+        args.threads = None  # a Ray task trains with as many threads as its --cpus-per-run
     presets = list(dict.fromkeys(args.preset))
     sweeps = [
         Sweep(from_args(TrainerConfig, args, preset=preset,

@@ -403,6 +403,13 @@ def test_ray_without_ray_names_the_extra(tmp_path, monkeypatch):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("argv, threads", [([], 1), (["--ray"], None), (["--ray", "--threads", "2"], 2),
+                                            (["--jobs", "2"], 1)])
+def test_runs_train_with_one_thread_unless_ray_gives_them_cpus(argv, threads):
+    [sweep], _ = vmas_seps.parse_args(argv)
+    assert sweep.settings.threads == threads
+
+
 def test_ray_resources_need_ray(tmp_path):
     with pytest.raises(SystemExit, match="need --ray"):
         vmas_seps.main(tiny_args(tmp_path / "out", "--cpus-per-run", "2"))

@@ -44,7 +44,8 @@ class SweepConfig:
     seeds: list[int] = field(default_factory=lambda: [0, 1], metadata={"help": "one run per method and seed"})
     threads: int | None = field(default=1, metadata={
         "help": "torch CPU threads of each run: one keeps its speed on a CPU shared with other "
-                "processes (benchmarks/thread_policy.py); --jobs trains several runs at once", "type": int})
+                "processes (benchmarks/thread_policy.py); --jobs trains several runs at once; with Ray, "
+                "the run's --cpus-per-run unless given", "type": int})
     output: str = field(default="runs/vmas_seps", metadata={"help": "output folder"})
     logger: str = field(default="csv", metadata={"help": "TorchRL logger for per-run scalars",
                                                  "choices": LOGGERS})
