@@ -74,8 +74,8 @@ from torchrl_seps.settings import GRID_WORLD_SETTINGS, METHODS, PRESET_NAMES, Tr
 SECTIONS = {
     "scenario": ["scenario_kwargs", "group_sizes", "group", "continuous_actions"],
     "training": ["frames", "algorithm", "centralized_critic", "num_envs", "rollout_steps", "lr", "gamma",
-                 "lmbda", "clip_epsilon", "entropy_coeff", "critic_coeff", "max_grad_norm", "ppo_epochs",
-                 "minibatches", "depth", "num_cells", "activation", "device"],
+                 "lmbda", "clip_epsilon", "normalize_advantage", "entropy_coeff", "critic_coeff",
+                 "max_grad_norm", "ppo_epochs", "minibatches", "depth", "num_cells", "activation", "device"],
     "SePS": ["id_frames", "id_policy", "regroup_every", "id_epochs", "n_groups"],
     "evaluation": ["eval_every", "eval_envs", "eval_policy"],
     "output": ["output", "logger", "gif", "progress"],

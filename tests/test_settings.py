@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from dataclasses import fields
+from dataclasses import fields, replace
 
 import pytest
 import torch
@@ -11,7 +11,7 @@ import torch
 from torchrl_seps.identification import IdentificationOptions
 from torchrl_seps.scenarios import list_presets
 from torchrl_seps.settings import GRID_WORLD_SETTINGS, PRESET_NAMES, TrainerSettings, parse_keyword_arguments
-from torchrl_seps.training import TrainerConfig, make_trainer
+from torchrl_seps.training import TrainerConfig, make_loss, make_trainer
 
 
 def test_preset_names_are_the_presets_make_env_builds():
@@ -62,3 +62,24 @@ def test_the_activation_reaches_actor_and_critic(activation, layer):
         assert layer in kinds and not {torch.nn.Tanh, torch.nn.ReLU} - {layer} & kinds
     assert next(trainer.iterations()).losses["loss_objective"].isfinite().all()
     trainer.collector.shutdown()
+
+
+def test_advantage_standardisation_is_a_setting():
+    """With standardisation off, PPO's objective sees the raw advantages: on the same batch and
+    networks the two losses differ, and only the standardised one is invariant to scaling them."""
+    config = TrainerConfig(preset="lbf-8x8-3p-2f", num_envs=2, rollout_steps=5, frames=10, minibatches=1,
+                           eval_envs=1)
+    trainer = make_trainer("fups", 0, config)
+    batch = next(trainer.iterations()).batch.reshape(-1)
+    trainer.collector.shutdown()
+    advantage = (config.group, "advantage")
+    scaled = batch.clone().set(advantage, batch[advantage] * 10)
+    objectives = {}
+    for normalize in (True, False):
+        loss = make_loss(replace(config, normalize_advantage=normalize), trainer.actor, trainer.critic)
+        assert loss.normalize_advantage is normalize
+        objectives[normalize] = [loss(each)["loss_objective"].item() for each in (batch, scaled)]
+    standardised, raw = objectives[True], objectives[False]
+    assert standardised[0] == pytest.approx(standardised[1], rel=1e-4)
+    assert raw[1] != pytest.approx(raw[0], rel=1e-2)
+    assert raw[0] != pytest.approx(standardised[0], rel=1e-2)

@@ -139,6 +139,7 @@ class TrainerSettings:
     gamma: float = _setting(0.99, "discount")
     lmbda: float = _setting(0.95, "GAE lambda for PPO; A2C uses 1 (n-step returns)")
     clip_epsilon: float = _setting(0.2, "PPO ratio clip")
+    normalize_advantage: bool = _setting(True, "PPO: standardise the advantages of each minibatch")
     entropy_coeff: float = _setting(0.01, "entropy bonus weight")
     critic_coeff: float = _setting(0.5, "critic loss weight")
     max_grad_norm: float = _setting(0.5, "gradient norm clip")

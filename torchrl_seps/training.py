@@ -122,7 +122,7 @@ class TrainerConfig(TrainerSettings):
             check_instance(_flag(name), getattr(self, name), str, "a str")
         if self.env is not None:
             check_instance("--env", self.env, str, "a str, MODULE:FUNCTION")
-        for name in ("continuous_actions", "centralized_critic"):
+        for name in ("continuous_actions", "centralized_critic", "normalize_advantage"):
             check_bool(_flag(name), getattr(self, name))
         if self.env is None and self.preset not in list_presets(vmas_scenarios=True):
             raise ValueError(f"--preset {self.preset!r} is unknown; presets: {list(list_presets())}, "
@@ -268,7 +268,8 @@ def make_loss(config: TrainerConfig, actor: torch.nn.Module, critic: torch.nn.Mo
         loss_class = MAPPOLoss if config.centralized_critic else IPPOLoss
         loss = loss_class(
             actor, critic, clip_epsilon=config.clip_epsilon, entropy_coeff=config.entropy_coeff,
-            critic_coeff=config.critic_coeff, loss_critic_type="l2", normalize_advantage=True,
+            critic_coeff=config.critic_coeff, loss_critic_type="l2",
+            normalize_advantage=config.normalize_advantage,
         )
     group = config.group
     loss.set_keys(
