@@ -20,15 +20,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
-import json
-import sys
 import tempfile
 import warnings
 from pathlib import Path
 
 import torch
 from tensordict import TensorDict
-from torchrl.data import Bounded, Categorical, Composite, Unbounded
+from torchrl.data import Categorical, Composite, Unbounded
 from torchrl.envs import EnvBase
 
 warnings.filterwarnings("ignore")

@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 import torch
 import vmas
-from tensordict import TensorDict
 from torchrl.envs import check_env_specs
 from torchrl.envs.utils import step_mdp
 
