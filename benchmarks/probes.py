@@ -253,6 +253,7 @@ TRAINER_BAD = {
     "group_sizes": [[0, 5], [], ["a"]],
     "continuous_actions": ["yes"],
     "centralized_critic": ["yes"],
+    "normalize_advantage": [1],
 }
 for field_name, values in TRAINER_BAD.items():
     flag = "--" + field_name.replace("_", "-")
