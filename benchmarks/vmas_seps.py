@@ -35,7 +35,7 @@ Outputs, in ``--output``: ``results.csv`` (one row per method, seed and iteratio
 number of groups, their ARI against the true types and, at evaluations, the policy's System
 Neural Diversity, ``snd``, on the iteration's observations),
 ``summary.json`` (the resolved config and one summary per method), ``table.md`` (the printed
-table), ``learning_curves.png``, ``training_curves.png``, ``snd.png``, ``seps_groups.png``
+table), ``per_seed.md`` (each run's final return), ``learning_curves.png``, ``training_curves.png``, ``snd.png``, ``seps_groups.png``
 (SePS's K and ARI over frames), ``seps_embeddings.png``, ``checkpoints/`` and
 ``seps_policy.gif``, and ``runs/``: each run's rows, summary and settings
 (``<method>_seed<seed>.json``), stored the moment it finishes, or its error
@@ -439,10 +439,12 @@ def log_iteration(logger: Logger, values: dict, iteration: Iteration) -> None:
 
 @dataclass
 class Comparison:
-    """The methods compared over seeds: ``summary.json``'s ``methods``, and the table."""
+    """The methods compared over seeds: ``summary.json``'s ``methods``, the table, and each
+    run's final return in a table of methods by seeds (``per_seed.md``)."""
 
     methods: dict[str, dict]
     table: str
+    per_seed: str
 
 
 FINAL_TRAIN_ITERATIONS = 5  # iterations whose training returns average into the final one
@@ -501,7 +503,18 @@ def summarize(methods: Sequence[str], runs: Sequence[FinishedRun],
             for m, s in compared.items()
         ] + [[m, reason, *["-"] * (len(header) - 2)] for m, reason in (skipped or {}).items()],
     )
-    return Comparison(compared, table)
+    return Comparison(compared, table, per_seed_table(runs))
+
+
+def per_seed_table(runs: Sequence[FinishedRun]) -> str:
+    """The final return of every run, a row per method and a column per seed ("-": not run)."""
+    final = {(run_.summary.method, run_.summary.seed): run_.summary.final_eval_return for run_ in runs}
+    methods = list(dict.fromkeys(method for method, _ in final))
+    seeds = sorted({seed for _, seed in final})
+    return reporting.markdown_table(
+        ["method", *(f"seed {seed}" for seed in seeds)],
+        [[m, *(f"{final[m, s]:.2f}" if (m, s) in final else "-" for s in seeds)] for m in methods],
+    )
 
 
 TYPES_UNKNOWN = "n/a: types unknown"
@@ -510,7 +523,7 @@ TYPES_UNKNOWN = "n/a: types unknown"
 def write_results(settings: dict, runs: Sequence[FinishedRun], comparison: Comparison,
                   failed: dict[str, str], out: Path) -> list[str]:
     """``results.csv`` (every row of every run), ``summary.json`` (with the last line of each
-    failed run's error) and ``table.md``; returns their names."""
+    failed run's error), ``table.md`` and ``per_seed.md``; returns their names."""
     rows = [r for run_ in runs for r in run_.rows]
     with open(out / "results.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(dict.fromkeys(key for r in rows for key in r)))
@@ -520,7 +533,8 @@ def write_results(settings: dict, runs: Sequence[FinishedRun], comparison: Compa
         json.dump({"config": settings, "methods": comparison.methods,
                    "failed": {name: last_line(error) for name, error in failed.items()}}, f, indent=2)
     (out / "table.md").write_text(comparison.table + "\n")
-    return ["results.csv", "summary.json", "table.md"]
+    (out / "per_seed.md").write_text(comparison.per_seed + "\n")
+    return ["results.csv", "summary.json", "table.md", "per_seed.md"]
 
 
 def write_figures(config: TrainerConfig, settings: SweepConfig, runs: Sequence[FinishedRun], out: Path) -> list[str]:
@@ -748,6 +762,8 @@ def report(sweep: Sweep) -> dict:
     written = write_results(stored_settings(config, settings), runs, comparison, sweep.failed, out)
     written += write_figures(config, settings, runs, out)
     print(comparison.table)
+    if len(settings.seeds) > 1:
+        print("\nfinal return per seed:\n" + comparison.per_seed)
     for name, error in sweep.failed.items():
         print(f"failed: {name}: {last_line(error)}")
     written += [output for run_ in runs for output in run_.summary.outputs]

@@ -113,6 +113,16 @@ def test_summary_json(tiny_run):
     assert "throughput" not in summary  # runs made one after another: no speed ratios
 
 
+def test_per_seed_table_gives_each_runs_last_evaluation(tiny_run):
+    out, _ = tiny_run
+    last = {run: rows[-1][2] for run, rows in returns(out).items()}  # results.csv's final eval_return
+    table = without_measured((out / "per_seed.md").read_text())
+    assert table[0] == ["method", "seed 0", "seed 1"]
+    assert [row[0] for row in table[2:]] == list(METHODS)
+    for method, *cells in table[2:]:
+        assert cells == [f"{float(last[method, seed]):.2f}" for seed in ("0", "1")]
+
+
 def test_plots_gif_and_checkpoints(tiny_run):
     out, result = tiny_run
     assert (out / "table.md").read_text() == result["table"] + "\n"
@@ -232,7 +242,7 @@ def test_a_vmas_scenario_runs_every_method_whose_inputs_exist(tmp_path, capsys):
     assert summary["config"]["scenario_kwargs"] == ["n_agents=3", "max_steps=10"]
     assert len(summary["methods"]["seps"]["runs"][0]["groups"]) == 3
     printed = capsys.readouterr().out
-    assert ("results in " + str(tmp_path) + "/: results.csv, summary.json, table.md, learning_curves.png, "
+    assert ("results in " + str(tmp_path) + "/: results.csv, summary.json, table.md, per_seed.md, learning_curves.png, "
             "training_curves.png, snd.png, seps_groups.png, seps_embeddings.png, seps_policy.gif, "
             "checkpoints/ (2 runs), runs/ (2 runs)") in printed
 
@@ -245,8 +255,8 @@ def test_an_env_factory_trains_as_the_preset_it_builds(tiny_run, tmp_path, capsy
         assert returns(tmp_path)[(method, "0")] == returns(reference)[(method, "0")]
     printed = capsys.readouterr().out
     assert "[1/2] env_factories:rotnav fups seed 0" in printed
-    assert ("results.csv, summary.json, table.md, learning_curves.png, training_curves.png, snd.png, "
-            "checkpoints/ (2 runs), logs/ (2 runs), runs/ (2 runs)") in printed
+    assert ("results.csv, summary.json, table.md, per_seed.md, learning_curves.png, training_curves.png, "
+            "snd.png, checkpoints/ (2 runs), logs/ (2 runs), runs/ (2 runs)") in printed
     with pytest.raises(SystemExit, match="other settings.*env: 'env_factories:rotnav' there, None here"):
         vmas_seps.main(tiny_args(tmp_path, "--methods", "fups", "--seeds", "0", "--resume"))
 
