@@ -35,8 +35,9 @@ Outputs, in ``--output``: ``results.csv`` (one row per method, seed and iteratio
 number of groups, their ARI against the true types and, at evaluations, the policy's System
 Neural Diversity, ``snd``, on the iteration's observations),
 ``summary.json`` (the resolved config and one summary per method), ``table.md`` (the printed
-table), ``per_seed.md`` (each run's final return), ``learning_curves.png``, ``training_curves.png``, ``snd.png``, ``seps_groups.png``
-(SePS's K and ARI over frames), ``seps_embeddings.png``, ``checkpoints/`` and
+table), ``per_seed.md`` (each run's final return), ``learning_curves.png``,
+``training_curves.png``, ``snd.png``, ``seps_groups.png`` (SePS's K and ARI over frames),
+``seps_embeddings.png``, ``checkpoints/`` and
 ``seps_policy.gif``, and ``runs/``: each run's rows, summary and settings
 (``<method>_seed<seed>.json``), stored the moment it finishes, or its error
 (``<method>_seed<seed>.error.txt``); the report is built from them (``--report-only`` rebuilds
