@@ -341,6 +341,8 @@ def test_an_interrupted_sweep_resumes_to_the_same_table(tiny_run, tmp_path, monk
         "fups_seed0.json", "fups_seed1.json", "oracle_seed0.json"]
     partial = without_measured((out / "table.md").read_text())  # the 3 finished runs are reported
     assert [row[0] for row in partial[2:]] == ["fups", "oracle"] and partial[3][-2:] == ["2", "1.00"]
+    per_seed = without_measured((out / "per_seed.md").read_text())
+    assert per_seed[3][0] == "oracle" and per_seed[3][2] == "-"  # oracle seed 1: not run yet
 
     resumed = CountingRun()
     monkeypatch.setattr(vmas_seps, "run", resumed)
